@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# deps.sh — idempotent installer of everything outdial needs on Debian 12.
+#
+#   deploy/local/deps.sh            # install missing Debian packages + fetch Kafka
+#   OUTDIAL_CACHE=/some/dir deploy/local/deps.sh
+#
+# Debian packages are checked with `dpkg -s`; apt-get runs only when something
+# is missing. Apache Kafka (KRaft broker, run on the machine's JVM) is fetched
+# from Maven Central with Maven into a cache outside the work tree:
+#   ${OUTDIAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/outdial}/kafka-<ver>/libs/*.jar
+# A marker file (.complete) is written last, so an interrupted download is redone.
+# Prints the Kafka home on its last line: KAFKA_HOME=<dir>
+set -euo pipefail
+
+KAFKA_VERSION="${OUTDIAL_KAFKA_VERSION:-3.9.1}"
+SCALA_VERSION="2.13"
+# bump when the fetched set changes, so existing caches are refreshed
+CACHE_SPEC="$KAFKA_VERSION+tools+reload4j+2"
+CACHE_DIR="${OUTDIAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/outdial}"
+KAFKA_HOME="$CACHE_DIR/kafka-$KAFKA_VERSION"
+
+log() { printf 'deps: %s\n' "$*" >&2; }
+die() { printf 'deps: ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || die "not root and no sudo"
+  SUDO=(sudo)
+fi
+
+# ---------------------------------------------------------------- Debian packages
+PKGS=(
+  build-essential cmake ninja-build pkg-config
+  libh2o-dev libuv1-dev librdkafka-dev libjansson-dev libssl-dev
+  libcurl4-openssl-dev uuid-dev libphonenumber-dev
+  postgresql-15 postgresql-client-15 libpq-dev
+  wrk kcat clang libclang-rt-14-dev
+  python3-pytest python3-requests
+)
+
+java_ok() {
+  command -v java >/dev/null 2>&1 || return 1
+  local v
+  v="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+  [ -n "$v" ] && [ "$v" -ge 11 ]
+}
+java_ok || PKGS+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || PKGS+=(maven)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg -s "$p" >/dev/null 2>&1; then
+    missing+=("$p")
+  elif ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -q >/dev/null
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  log "packages installed"
+else
+  log "all Debian packages present"
+fi
+
+# Debian's postgresql package creates and starts a default cluster on 5432;
+# outdial runs its own clusters and does not need it, so leave it alone.
+
+# ---------------------------------------------------------------- Apache Kafka
+if [ "$(cat "$KAFKA_HOME/.complete" 2>/dev/null)" = "$CACHE_SPEC" ] && compgen -G "$KAFKA_HOME/libs/kafka_${SCALA_VERSION}-${KAFKA_VERSION}.jar" >/dev/null; then
+  log "kafka $KAFKA_VERSION already in $KAFKA_HOME"
+else
+  log "fetching kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME"
+  rm -rf "$KAFKA_HOME"
+  mkdir -p "$KAFKA_HOME"
+  work="$(mktemp -d "$CACHE_DIR/.kafka-fetch.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  cat >"$work/pom.xml" <<POM
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 http://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>outdial.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_${SCALA_VERSION}</artifactId>
+      <version>${KAFKA_VERSION}</version>
+    </dependency>
+    <!-- admin tools (TopicCommand, ConsumerGroupCommand) for tests and operators -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>${KAFKA_VERSION}</version>
+    </dependency>
+    <!-- the binary distribution ships these for logging; kafka_2.13's pom does not pull them -->
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-reload4j</artifactId>
+      <version>1.7.36</version>
+    </dependency>
+    <dependency>
+      <groupId>ch.qos.reload4j</groupId>
+      <artifactId>reload4j</artifactId>
+      <version>1.2.25</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+  if ! mvn -B -q -f "$work/pom.xml" \
+        org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs" \
+        >"$work/mvn.log" 2>&1; then
+    tail -n 40 "$work/mvn.log" >&2
+    die "maven could not fetch kafka $KAFKA_VERSION"
+  fi
+  [ -f "$KAFKA_HOME/libs/kafka_${SCALA_VERSION}-${KAFKA_VERSION}.jar" ] || die "kafka jar missing after fetch"
+  mkdir -p "$KAFKA_HOME/config"
+  cat >"$KAFKA_HOME/config/log4j.properties" <<'L4J'
+# WARN and above to a file; the file is chosen with -Dkafka.logs.dir
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File=${kafka.logs.dir}/server.log
+log4j.appender.file.MaxFileSize=10MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=WARN
+log4j.logger.org.apache.kafka=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.authorizer.logger=WARN
+L4J
+  cat >"$KAFKA_HOME/config/tools-log4j.properties" <<'L4J'
+# command-line tools: errors only, to stderr
+log4j.rootLogger=ERROR, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+L4J
+  echo "$CACHE_SPEC" >"$KAFKA_HOME/.complete"
+  rm -rf "$work"
+  trap - EXIT
+  log "kafka $KAFKA_VERSION ready ($(find "$KAFKA_HOME/libs" -name '*.jar' | wc -l) jars)"
+fi
+
+echo "KAFKA_HOME=$KAFKA_HOME"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# run.sh — the whole system on this machine, no containers (`make run`).
+#
+# Installs what is missing (deps.sh), builds, starts PostgreSQL and a
+# single-node Kafka in .outdial/infra, applies the migrations, creates the
+# topics, starts the four services, creates the demo project and writes
+# .outdial/env. A second run reuses what is there. Ctrl-C stops everything.
+#
+# Environment: OUTDIAL_HTTP_PORT (ingress, default 8080),
+# OUTDIAL_SIM_TIME_SCALE (default 0.2: calls take seconds, not minutes),
+# OUTDIAL_DIALERS (dialer copies, default 1).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DATA="$ROOT/.outdial"
+BIN="$ROOT/build/bin"
+mkdir -p "$DATA/logs"
+cd "$ROOT"
+
+"$ROOT/deploy/local/deps.sh"
+cmake -S "$ROOT" -B "$ROOT/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C "$ROOT/build" >/dev/null
+
+infra_env=$("$ROOT/deploy/local/infra.sh" start "$DATA/infra")
+while IFS= read -r line; do
+  case "$line" in OUTDIAL_*=*) export "$line" ;; esac
+done <<<"$infra_env"
+
+export OUTDIAL_SQL_DIR="$ROOT/proto/sql"
+export OUTDIAL_OPENAPI_PATH="$ROOT/proto/openapi.yaml"
+export OUTDIAL_SIM_DIAL_LOG="${OUTDIAL_SIM_DIAL_LOG:-$DATA/dial.log}"
+export OUTDIAL_SIM_TIME_SCALE="${OUTDIAL_SIM_TIME_SCALE:-0.2}"
+"$BIN/outdialctl" migrate
+"$BIN/outdialctl" topics create --partitions 6
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping services..." >&2
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$ROOT/deploy/local/infra.sh" stop "$DATA/infra" || true
+  echo "stopped." >&2
+}
+trap stop INT TERM EXIT
+
+start() { # name port [instance]
+  local name=$1 port=$2 log="$DATA/logs/$1${3:+-$3}.log"
+  OUTDIAL_HTTP_PORT=$port "$BIN/outdial-$name" >>"$log" 2>&1 &
+  pids+=($!)
+  echo "started outdial-$name${3:+ #$3} (pid $!, port $port, log $log)" >&2
+}
+INGRESS_PORT=${OUTDIAL_HTTP_PORT:-8080}
+start ingress "$INGRESS_PORT"
+start scheduler 9101
+for i in $(seq 1 "${OUTDIAL_DIALERS:-1}"); do start dialer $((9101 + i)) "$i"; done
+start outcome 9201
+
+demo=$("$BIN/outdialctl" demo)
+key=${demo#* }
+cat >"$DATA/env" <<ENV
+OUTDIAL_URL=http://127.0.0.1:$INGRESS_PORT
+OUTDIAL_API_KEY=$key
+OUTDIAL_SIM_DIAL_LOG=$OUTDIAL_SIM_DIAL_LOG
+ENV
+echo
+echo "outdial is running. Written to .outdial/env:"
+cat "$DATA/env"
+echo
+echo "Try:  set -a; . .outdial/env; set +a"
+echo "      curl -s -X POST \$OUTDIAL_URL/v1/calls -H \"Authorization: Bearer \$OUTDIAL_API_KEY\" \\"
+echo "           -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\"
+echo "           -d '{\"scenario\":\"appointment_reminder\",\"phone\":\"+34123456780\",\"metadata\":{\"patient\":\"Ana\"}}'"
+echo "Ctrl-C stops everything."
+wait -n "${pids[@]}" || true
+echo "a service exited; see $DATA/logs" >&2

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# test.sh — everything the tests need, from nothing (`make test`).
+#
+# Installs what is missing, builds (with ASan + UBSan when OUTDIAL_SANITIZE=1),
+# starts one PostgreSQL + Kafka for the run (ports 56432 / 60092, data in
+# .outdial/test-infra), runs the C unit tests (ctest) and the black-box system
+# tests (pytest, which start the services themselves), and stops the
+# infrastructure. Ends with pytest's summary; exits non-zero if anything failed.
+# Extra arguments go to pytest (e.g. `deploy/local/test.sh -k idempotency`).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+"$ROOT/deploy/local/deps.sh"
+
+if [ "${OUTDIAL_SANITIZE:-0}" = 1 ]; then
+  BUILD="$ROOT/build-asan"
+  FLAGS=(-DCMAKE_BUILD_TYPE=Debug -DOUTDIAL_ASAN=ON -DOUTDIAL_UBSAN=ON)
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+else
+  BUILD="$ROOT/build"
+  FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+fi
+cmake -S "$ROOT" -B "$BUILD" -G Ninja "${FLAGS[@]}" -DOUTDIAL_WERROR=ON >/dev/null
+ninja -C "$BUILD"
+
+INFRA="$ROOT/.outdial/test-infra"
+mkdir -p "$ROOT/.outdial"
+stop() { "$ROOT/deploy/local/infra.sh" stop "$INFRA" >/dev/null 2>&1 || true; }
+trap stop EXIT
+infra_env=$("$ROOT/deploy/local/infra.sh" start "$INFRA" "${OUTDIAL_TEST_PG_PORT:-56432}" "${OUTDIAL_TEST_KAFKA_PORT:-60092}")
+while IFS= read -r line; do
+  case "$line" in OUTDIAL_*=*) export "$line" ;; esac
+done <<<"$infra_env"
+export OUTDIAL_TEST_PG_DSN="$OUTDIAL_PG_DSN" OUTDIAL_TEST_KAFKA_BROKERS="$OUTDIAL_KAFKA_BROKERS"
+
+status=0
+ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 300 || status=1
+
+export OUTDIAL_BUILD_DIR="$BUILD" OUTDIAL_TEST_INFRA_DIR="$INFRA"
+python3 -m pytest tests/system -q -p no:cacheprovider "$@" || status=1
+exit $status

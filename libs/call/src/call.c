@@ -1,0 +1,209 @@
+#include "od/call.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "od/core.h"
+#include "od/rfc3339.h"
+
+static const char *const status_names[OD_CALL_NSTATUS] = {"queued", "dialing", "connected",
+                                                          "completed", "failed", "canceled"};
+static const char *const final_names[OD_FINAL_NSTATES] = {
+    NULL,           "completed",     "no_answer",      "busy",     "voicemail_detected", "invalid_number",
+    "caller_id_unauthorized", "provider_error", "internal_error", "canceled", "dnc_blocked"};
+static const char *const outcome_names[] = {NULL, "success", "middle", "spam"};
+
+static int find(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (names[i] != NULL && strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+const char *od_call_status_name(od_call_status_t s)
+{
+    return (unsigned)s < OD_CALL_NSTATUS ? status_names[s] : "unknown";
+}
+
+int od_call_status_parse(const char *name)
+{
+    return find(status_names, OD_CALL_NSTATUS, name);
+}
+
+const char *od_final_state_name(od_final_state_t f)
+{
+    return (unsigned)f < OD_FINAL_NSTATES ? final_names[f] : NULL;
+}
+
+int od_final_state_parse(const char *name)
+{
+    return find(final_names, OD_FINAL_NSTATES, name);
+}
+
+const char *od_outcome_name(od_outcome_t o)
+{
+    return (unsigned)o < OD_ARRAY_SIZE(outcome_names) ? outcome_names[o] : NULL;
+}
+
+int od_outcome_parse(const char *name)
+{
+    return find(outcome_names, (int)OD_ARRAY_SIZE(outcome_names), name);
+}
+
+od_call_status_t od_final_state_status(od_final_state_t f)
+{
+    switch (f) {
+    case OD_FINAL_COMPLETED: return OD_CALL_COMPLETED;
+    case OD_FINAL_CANCELED:
+    case OD_FINAL_DNC_BLOCKED: return OD_CALL_CANCELED;
+    default: return OD_CALL_FAILED;
+    }
+}
+
+int od_call_status_final(od_call_status_t s)
+{
+    return s == OD_CALL_COMPLETED || s == OD_CALL_FAILED || s == OD_CALL_CANCELED;
+}
+
+int od_call_can_move(od_call_status_t from, od_call_status_t to)
+{
+    if (od_call_status_final(from))
+        return 0;
+    switch (to) {
+    case OD_CALL_DIALING: return from == OD_CALL_QUEUED;
+    case OD_CALL_CONNECTED: return from == OD_CALL_DIALING;
+    /* dialing -> completed is allowed: an answer and hang-up may be reported as one event */
+    case OD_CALL_COMPLETED: return from == OD_CALL_DIALING || from == OD_CALL_CONNECTED;
+    case OD_CALL_FAILED:
+    case OD_CALL_CANCELED: return 1;
+    default: return 0;
+    }
+}
+
+const char *od_call_allowed_from(od_call_status_t to)
+{
+    static char lits[OD_CALL_NSTATUS][64];
+    char *lit = lits[to];
+    if (lit[0] == '\0') {
+        size_t n = 0;
+        lit[n++] = '{';
+        for (int s = 0; s < OD_CALL_NSTATUS; s++) {
+            if (!od_call_can_move((od_call_status_t)s, to))
+                continue;
+            n += (size_t)snprintf(lit + n, sizeof(lits[0]) - n, "%s%s", n > 1 ? "," : "", status_names[s]);
+        }
+        lit[n++] = '}';
+        lit[n] = '\0';
+    }
+    return lit;
+}
+
+void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out)
+{
+    char at[32];
+    od_rfc3339_format(ev->at_us, at);
+    od_buf_printf(out, "{\"v\":1,\"type\":\"call.event\",\"call_id\":\"%s\",\"project_id\":\"%s\",\"status\":\"%s\"",
+                  ev->call_id, ev->project_id, od_call_status_name(ev->status));
+    const char *f = od_final_state_name(ev->final_state), *o = od_outcome_name(ev->outcome);
+    if (f != NULL)
+        od_buf_printf(out, ",\"final_state\":\"%s\"", f);
+    if (o != NULL)
+        od_buf_printf(out, ",\"outcome\":\"%s\"", o);
+    if (ev->goal_completed >= 0)
+        od_buf_printf(out, ",\"goal_completed\":%s", ev->goal_completed ? "true" : "false");
+    if (ev->duration_ms >= 0)
+        od_buf_printf(out, ",\"duration_ms\":%lld", (long long)ev->duration_ms);
+    od_buf_printf(out, ",\"at\":\"%s\",\"at_us\":%lld", at, (long long)ev->at_us);
+    if (ev->detail[0] != '\0') {
+        od_buf_puts(out, ",\"detail\":");
+        od_buf_json_str(out, ev->detail, strlen(ev->detail));
+    }
+    if (ev->dialer_id[0] != '\0') {
+        od_buf_puts(out, ",\"dialer_id\":");
+        od_buf_json_str(out, ev->dialer_id, strlen(ev->dialer_id));
+    }
+    od_buf_puts(out, "}");
+}
+
+static int copy_str(json_t *obj, const char *key, char *dst, size_t cap, int required)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return required ? -1 : 0;
+    if (!json_is_string(v) || json_string_length(v) >= cap)
+        return -1;
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+int od_call_event_decode(const char *json, size_t len, od_call_event_t *ev, char *errstr, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    memset(ev, 0, sizeof(*ev));
+    ev->goal_completed = -1;
+    ev->duration_ms = -1;
+    if (root == NULL || !json_is_object(root)) {
+        snprintf(errstr, errlen, "not a JSON object: %s", root ? "" : jerr.text);
+        json_decref(root);
+        return -1;
+    }
+    char buf[32];
+    int rc = -1;
+    json_t *v;
+    if ((v = json_object_get(root, "v")) == NULL || !json_is_integer(v) || json_integer_value(v) != 1) {
+        snprintf(errstr, errlen, "unsupported message version");
+        goto out;
+    }
+    if (copy_str(root, "call_id", ev->call_id, sizeof(ev->call_id), 1) != 0 ||
+        od_uuid_check(ev->call_id, strlen(ev->call_id)) != 0 ||
+        copy_str(root, "project_id", ev->project_id, sizeof(ev->project_id), 1) != 0 ||
+        od_uuid_check(ev->project_id, strlen(ev->project_id)) != 0) {
+        snprintf(errstr, errlen, "bad call_id or project_id");
+        goto out;
+    }
+    int s;
+    if (copy_str(root, "status", buf, sizeof(buf), 1) != 0 || (s = od_call_status_parse(buf)) < 0) {
+        snprintf(errstr, errlen, "bad status");
+        goto out;
+    }
+    ev->status = (od_call_status_t)s;
+    buf[0] = '\0';
+    if (copy_str(root, "final_state", buf, sizeof(buf), 0) != 0 ||
+        (buf[0] != '\0' && (s = od_final_state_parse(buf)) < 0)) {
+        snprintf(errstr, errlen, "bad final_state");
+        goto out;
+    }
+    ev->final_state = buf[0] != '\0' ? (od_final_state_t)s : OD_FINAL_NONE;
+    buf[0] = '\0';
+    if (copy_str(root, "outcome", buf, sizeof(buf), 0) != 0 || (buf[0] != '\0' && (s = od_outcome_parse(buf)) < 0)) {
+        snprintf(errstr, errlen, "bad outcome");
+        goto out;
+    }
+    ev->outcome = buf[0] != '\0' ? (od_outcome_t)s : OD_OUTCOME_NONE;
+    if ((v = json_object_get(root, "goal_completed")) != NULL && json_is_boolean(v))
+        ev->goal_completed = json_is_true(v);
+    if ((v = json_object_get(root, "duration_ms")) != NULL && json_is_integer(v) && json_integer_value(v) >= 0)
+        ev->duration_ms = json_integer_value(v);
+    if ((v = json_object_get(root, "at_us")) == NULL || !json_is_integer(v)) {
+        snprintf(errstr, errlen, "bad at_us");
+        goto out;
+    }
+    ev->at_us = json_integer_value(v);
+    if (copy_str(root, "detail", ev->detail, sizeof(ev->detail), 0) != 0 ||
+        copy_str(root, "dialer_id", ev->dialer_id, sizeof(ev->dialer_id), 0) != 0) {
+        snprintf(errstr, errlen, "bad detail or dialer_id");
+        goto out;
+    }
+    if (od_call_status_final(ev->status) != (ev->final_state != OD_FINAL_NONE) ||
+        (ev->final_state != OD_FINAL_NONE && od_final_state_status(ev->final_state) != ev->status)) {
+        snprintf(errstr, errlen, "status and final_state disagree");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}

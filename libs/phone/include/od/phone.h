@@ -1,0 +1,64 @@
+/*
+ * Phone numbers as the public API takes them: strict E.164 ("+" and digits,
+ * nothing else) that libphonenumber says is a *possible* number — right
+ * length for its country, not necessarily an assigned range (DESIGN §2).
+ * Every parser of outside input has a fuzz target: fuzz/fuzz_phone.c.
+ *
+ * Thread-safe. The libphonenumber metadata loads on first use (a few ms).
+ */
+#ifndef OD_PHONE_H
+#define OD_PHONE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Fewest digits after "+" we accept (ITU allows fewer; no real number is). */
+#define OD_PHONE_MIN_DIGITS 8
+/** Most digits after "+" (ITU-T E.164: at most 15 including the country code). */
+#define OD_PHONE_MAX_DIGITS 15
+/** Buffer size for a normalised number: "+", 15 digits, NUL = 17 (not 16). */
+#define OD_PHONE_E164_SIZE (1 + OD_PHONE_MAX_DIGITS + 1)
+
+/**
+ * Parses `len` bytes at `s` (need not be NUL-terminated; a NUL inside the
+ * length is rejected) as a strict E.164 number:
+ * "+" then OD_PHONE_MIN_DIGITS..OD_PHONE_MAX_DIGITS ASCII digits, the first
+ * non-zero; no spaces, punctuation or anything else.
+ *
+ * On success returns 0 and writes the normalised NUL-terminated "+digits" to
+ * `out`. Normalised means libphonenumber's E.164 formatting, which equals the
+ * input except that a national prefix written after the country code is
+ * dropped ("+4407911123456" → "+447911123456"). The output is always
+ * accepted by this function again and normalises to itself; a number whose
+ * normalised form would not be (e.g. "+43036586" → 7 digits) is rejected as
+ * "phone_not_possible".
+ *
+ * On failure returns -1, leaves `out` an empty string and, if `errcode` is
+ * not NULL, points it at a static, stable code:
+ *  - "invalid_phone": not the syntax above;
+ *  - "phone_not_possible": unknown country calling code, or a length that
+ *    libphonenumber's IsPossibleNumberWithReason rejects for that country.
+ *    Numbers it calls IS_POSSIBLE_LOCAL_ONLY (subscriber number without area
+ *    code) are rejected too: they cannot be dialled internationally.
+ */
+int od_phone_parse_e164(const char *s, size_t len, char out[OD_PHONE_E164_SIZE], const char **errcode);
+
+/**
+ * Writes the ISO 3166-1 alpha-2 region of the E.164 number `e164`
+ * (NUL-terminated, as produced by od_phone_parse_e164) to `region`, e.g.
+ * "ES". Writes "ZZ" when the region is unknown: non-geographic codes
+ * (+800, +882…), or a number under a shared code (+1, +7, +44…) that matches
+ * none of its regions. Returns 0, or -1 (region "ZZ") if `e164` does not
+ * have the syntax od_phone_parse_e164 accepts or libphonenumber cannot parse
+ * it. Does not check possibility: parse first.
+ */
+int od_phone_region(const char *e164, char region[3]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * outdial-dialer: claims dispatched calls in PostgreSQL, dials them through a
+ * provider, and reports their events to calls.events. Private header.
+ *
+ * Life of a call (one dcall_t per dispatch message, from receipt to slot free):
+ *
+ *   message ──► CLAIMING ──(od_claim NULL)──────────────────────────► freed (done; conflict)
+ *                  │  ▲ PG unavailable: retry after backoff
+ *                  │  └──┘
+ *                  └─(claim committed; done)──► ACTIVE ──(ended)──► ENDED ──(final event
+ *                                                 provider drives it      delivered)──► RELEASING ──► freed
+ *                                                 events sent in order                 lease released
+ *
+ * Files: claim.c (consumer, claim), dial.c (provider callbacks, events to
+ * Kafka), lease.c (renew and release), dialer.c (set-up, backpressure,
+ * readiness, drain).
+ */
+#ifndef OD_DIALER_H
+#define OD_DIALER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "od/call.h"
+#include "od/kafka.h"
+#include "od/metrics.h"
+#include "od/pg.h"
+#include "od/svc.h"
+#include "provider.h"
+
+typedef struct dialer_conf {
+    od_common_conf_t common;
+    int64_t max_calls;   /**< OUTDIAL_DIALER_MAX_CALLS */
+    int64_t lease_s;     /**< OUTDIAL_DIALER_LEASE_S */
+    char *dialer_id;     /**< OUTDIAL_DIALER_ID (empty: <hostname>-<pid>) */
+    char *provider;      /**< OUTDIAL_DIALER_PROVIDER */
+    double sim_scale;    /**< OUTDIAL_SIM_TIME_SCALE */
+    char *sim_dial_log;  /**< OUTDIAL_SIM_DIAL_LOG */
+} dialer_conf_t;
+
+typedef enum dcall_state {
+    DCALL_CLAIMING,  /**< claim query in flight or waiting to be retried (dialer->calls) */
+    DCALL_ACTIVE,    /**< claimed and dialed; the provider drives it (dialer->calls) */
+    DCALL_ENDED,     /**< the provider ended it; the final event is on its way (dialer->calls) */
+    DCALL_RELEASING, /**< final event delivered; lease release pending (dialer->calls and dialer->release) */
+} dcall_state_t;
+
+#define DCALL_MAXEV 4 /* ringing, connected, final: events queued per call at most */
+
+typedef struct dialer dialer_t;
+
+typedef struct dcall {
+    dialer_t *d;
+    struct dcall *prev, *next; /**< dialer->calls */
+    dcall_state_t state;
+    char id[37];
+    char project_id[37];
+    od_ktoken_t tok;
+    uv_timer_t timer;        /**< claim retry / event re-send backoff; closed before the struct is freed */
+    unsigned backoff_ms;
+    int claim_inflight;      /**< 1 while the claim query is out */
+    int dropped;             /**< drain or revoke: give up the unclaimed message */
+    provider_call_t *handle; /**< provider's call while ACTIVE */
+    /* events of this call not yet delivered, in order; evq[0] is in flight when ev_inflight */
+    od_call_event_t evq[DCALL_MAXEV];
+    int nev;
+    int ev_inflight;
+} dcall_t;
+
+struct dialer {
+    od_svc_t *svc;
+    const dialer_conf_t *conf;
+    uv_loop_t *loop;
+    char dialer_id[64];
+    char lease_s_text[16];
+    char *topic_dispatch, *topic_events;
+    od_pg_t *pg;
+    od_kcons_t *kcons;
+    od_kprod_t *kprod;
+    provider_t *provider;
+
+    dcall_t *calls; /**< every message from receipt to slot free */
+    int ncalls;
+    int paused;
+    int draining;
+
+    /* lease.c */
+    uv_timer_t renew_timer;
+    int renew_inflight;
+    uv_timer_t release_timer;
+    dcall_t **release; /**< RELEASING calls in order; the first nreleasing are in the query in flight */
+    int nrelease, caprelease;
+    int nreleasing;
+    unsigned release_backoff_ms;
+
+    uv_timer_t drain_check;
+    int closing;
+
+    struct {
+        od_metric_t *in_flight, *dials, *conflicts, *send_failures, *poison;
+        od_metric_t *results[OD_FINAL_NSTATES];
+    } m;
+};
+
+/* dialer.c */
+/** Creates the dialer on svc's loop: PG pool, consumer, producer, provider. NULL on a fatal set-up error. */
+dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf);
+/** Allocates a slot for a received message (counts toward max_calls; pauses the consumer at the limit). */
+dcall_t *dialer__call_new(dialer_t *d, const char *id, od_ktoken_t tok);
+/** Frees a slot (closes its timer first); resumes the consumer below the limit; finishes a drain. */
+void dialer__call_free(dcall_t *call);
+/** Backoff step: 100 ms doubling to 5 s. */
+unsigned dialer__backoff(unsigned *ms);
+
+/* claim.c */
+/** Consumer handler: one calls.dispatch message. */
+void dialer__on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t tok);
+/** Consumer handler: partitions revoked. */
+void dialer__on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts);
+/** Sends (or re-sends) the claim of `call`. */
+void dialer__claim(dcall_t *call);
+
+/* dial.c */
+/** Dials a claimed call with the claim's data (JSON text from od_claim). */
+void dialer__dial(dcall_t *call, const char *claim_json);
+
+/* lease.c */
+void dialer__lease_init(dialer_t *d);
+/** Queues the lease release of a call whose final event is delivered. */
+void dialer__lease_release(dcall_t *call);
+/** Stops the lease timers (drain finished). */
+void dialer__lease_close(dialer_t *d);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * The telephony provider interface (DESIGN §4): a vtable the dialer drives
+ * asynchronously on its loop.
+ *
+ *   dial() ──► [setup] ──► ringing() ──► [ring] ──► answered() ──► [talk] ──► ended()
+ *                 │                         │                         │
+ *                 └──► ended()              └──► ended()              └──► machine_detected() ──► ended()
+ *                 (busy, invalid number,    (no answer)               (voicemail)
+ *                  caller id refused, error)
+ *
+ * Rules, libuv-style:
+ *  - dial() never calls a callback from inside itself; every callback runs
+ *    later from the loop, in the order drawn above.
+ *  - ended() is called exactly once per successful dial(), and is the last
+ *    callback; the handle is invalid once ended() returns (the provider frees it).
+ *  - If dial() fails it returns a negative code, fills `errstr`, and never
+ *    calls any callback.
+ *
+ * After answer the provider hands the session to the conversation engine,
+ * which reports the outcome and goal in ended(); the `sim` provider plays both.
+ */
+#ifndef OD_DIALER_PROVIDER_H
+#define OD_DIALER_PROVIDER_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "od/call.h"
+
+typedef struct provider provider_t;
+typedef struct provider_call provider_call_t; /**< one dialed call, owned by the provider */
+
+/** What to dial: the data of the claim. All borrowed for the duration of dial() only. */
+typedef struct provider_req {
+    const char *call_id;
+    const char *phone;      /**< E.164 */
+    const char *scenario;   /**< scenario IDN the conversation engine runs */
+    const char *caller_id;  /**< verified caller ID to present, or NULL */
+    const char *disclosure; /**< AI-disclosure text to play first, or NULL */
+    const json_t *metadata; /**< the call's metadata object, or NULL */
+} provider_req_t;
+
+/** How a call ended (argument of ended()). */
+typedef struct provider_result {
+    od_final_state_t final_state; /**< never OD_FINAL_NONE */
+    od_outcome_t outcome;         /**< completed calls only, else OD_OUTCOME_NONE */
+    int goal_completed;           /**< completed calls: 0 or 1; else -1 (unknown) */
+    int64_t talk_ms;              /**< talk time of completed calls; 0 for failures */
+    const char *detail;           /**< cause in words (SIP code and reason, ...); never NULL */
+} provider_result_t;
+
+/** Callbacks of one call; `arg` is the dialer's per-call pointer given to dial(). */
+typedef struct provider_cbs {
+    void (*ringing)(void *arg);          /**< the far end is ringing */
+    void (*answered)(void *arg);         /**< answered: the conversation (or a machine) is on the line */
+    void (*machine_detected)(void *arg); /**< the answer was a voicemail box / machine; ended() follows */
+    void (*ended)(void *arg, const provider_result_t *res); /**< final; the handle is gone after this */
+} provider_cbs_t;
+
+typedef struct provider_ops {
+    const char *name;
+    /**
+     * Places a call. On success returns 0 and sets *handle; the callbacks
+     * (`cbs` is borrowed and must outlive the call) then run as drawn above.
+     * On failure returns < 0 with `errstr` filled and calls nothing.
+     */
+    int (*dial)(provider_t *p, const provider_req_t *req, const provider_cbs_t *cbs, void *arg,
+                provider_call_t **handle, char *errstr, size_t errlen);
+    /** Hangs up a call not yet ended; ended() follows later from the loop. */
+    void (*hangup)(provider_call_t *h);
+    /**
+     * Frees the provider. Calls still in progress are dropped without any
+     * further callback. Handles are closed asynchronously: run the loop after.
+     */
+    void (*destroy)(provider_t *p);
+} provider_ops_t;
+
+/** Every provider starts with this. */
+struct provider {
+    const provider_ops_t *ops;
+    uv_loop_t *loop;
+};
+
+/* ---- sim (provider_sim.c) ---- */
+
+/** The plan the sim follows for one call: the digit table and the time math. */
+typedef struct provider_sim_plan {
+    int digit;                    /**< the last digit of the phone (-1: none → provider_error) */
+    od_final_state_t final_state; /**< how it ends */
+    od_outcome_t outcome;         /**< completed calls only */
+    int goal_completed;           /**< completed: 0/1; else -1 */
+    int rings;                    /**< 1 if ringing() is reported (after setup_ms) */
+    int answers;                  /**< 1 if answered() is reported (after ring_ms) */
+    int machine;                  /**< 1 if machine_detected() is reported (after talk_ms) */
+    uint64_t setup_ms;            /**< dial → ringing (or → ended when it does not ring) */
+    uint64_t ring_ms;             /**< ringing → answered (or → ended: no answer) */
+    uint64_t talk_ms;             /**< answered → ended (or → machine detected) */
+    const char *detail;           /**< the detail of ended() */
+} provider_sim_plan_t;
+
+/**
+ * Computes the plan of a call to `phone`: the last digit picks the result
+ * (DESIGN §4), base times are multiplied by `scale`, metadata `sim_ring_ms` /
+ * `sim_talk_ms` (number or numeric string, absolute ms, not scaled) override
+ * the ring and talk phases.
+ */
+void provider_sim_plan(const char *phone, const json_t *metadata, double scale, provider_sim_plan_t *plan);
+
+/**
+ * Creates the sim provider on `loop`. `dial_log` (may be NULL) is a file that
+ * gets one line `<rfc3339 time> <call_id> <phone>\n` per dial, appended with
+ * one write() when the dial is placed, before any callback. Returns NULL with
+ * `errstr` filled if the log can't be opened.
+ */
+provider_t *provider_sim_new(uv_loop_t *loop, double time_scale, const char *dial_log, char *errstr, size_t errlen);
+
+#endif

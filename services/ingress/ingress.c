@@ -1,0 +1,851 @@
+/*
+ * The API of outdial-ingress.
+ *
+ * A request's life: authenticate (cached key record) → check the scope →
+ * the route. POST /v1/calls is validated in memory, then joins the accept
+ * group of this loop turn: one statement (od_accept_calls) decides
+ * idempotency, rate limits and the project's rules and stores the calls of
+ * the whole group in one transaction. Each accepted call is then published
+ * to calls.requested; the 202 goes out on its delivery report, or after
+ * OUTDIAL_PUBLISH_WAIT_MS — the call is durable in PostgreSQL either way,
+ * and the scheduler's sweep finds a call whose publish never happened.
+ * Every other endpoint is one statement (od_api) that rate limits and runs
+ * the operation.
+ */
+#include "ingress.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "call_request.h"
+#include "od/call.h"
+#include "od/core.h"
+#include "od/log.h"
+#include "od/metrics.h"
+#include "od/phone.h"
+#include "od/rfc3339.h"
+#include "od/secret.h"
+
+typedef struct ctx ctx_t;
+typedef void (*route_fn)(ctx_t *ctx, h2o_req_t *req);
+
+typedef struct route {
+    const char *method;
+    const char *pattern;
+    unsigned scope; /* OD_SCOPE_* needed */
+    route_fn fn;
+} route_t;
+
+/* One API request from authentication to its answer. */
+struct ctx {
+    ingress_t *in;
+    od_http_hold_t *hold;
+    const route_t *route;
+    od_http_params_t params; /* point into the request (alive while the hold is) */
+    od_key_t key;
+    json_t *rl;              /* rate-limit answer for the headers, or NULL */
+    /* POST /v1/calls */
+    od_call_request_t creq;
+    char call_id[37];
+    char idem[256];
+    char req_hash[65];
+    char *body;              /* accepted call JSON */
+    int answered, reported;
+    int64_t started_ms;
+    h2o_linklist_t waiting;  /* in ingress.awaiting_publish */
+    ctx_t *next;             /* in an accept group */
+};
+
+typedef struct accept_group {
+    ingress_t *in;
+    ctx_t *head;
+    int n;
+} accept_group_t;
+
+struct ingress {
+    od_svc_t *svc;
+    const ingress_conf_t *conf;
+    od_pg_t *pg;
+    od_kprod_t *kp;
+    od_auth_t *auth;
+    char topic_requested[256];
+    /* requests of this loop turn waiting for od_accept_calls */
+    ctx_t *group_head, **group_tail;
+    int group_n;
+    uv_check_t group_check;
+    /* accepted calls waiting for their delivery report, oldest first */
+    h2o_linklist_t awaiting_publish;
+    uv_timer_t publish_timer;
+    /* ids of published calls for od_accept_done */
+    od_buf_t done_ids;
+    int done_n;
+    uv_check_t done_check;
+    char *openapi;
+    size_t openapi_len;
+};
+
+static struct {
+    od_metric_t *accepted, *replays, *rate_limited, *publish_failed, *publish_late, *unavailable, *accept_latency,
+        *group_size;
+} m;
+
+/* ---- answering ---- */
+
+static void add_ratelimit_headers(h2o_req_t *req, json_t *rl)
+{
+    if (rl == NULL)
+        return;
+    char v[160];
+    const char *policy = json_string_value(json_object_get(rl, "policy"));
+    snprintf(v, sizeof(v), "\"%s\";q=%lld;w=%lld", policy ? policy : "requests",
+             (long long)json_integer_value(json_object_get(rl, "limit")),
+             (long long)json_integer_value(json_object_get(rl, "window")));
+    od_http_add_header(req, "ratelimit-policy", v);
+    snprintf(v, sizeof(v), "\"%s\";r=%lld;t=%lld", policy ? policy : "requests",
+             (long long)json_integer_value(json_object_get(rl, "remaining")),
+             (long long)json_integer_value(json_object_get(rl, "reset")));
+    od_http_add_header(req, "ratelimit", v);
+    json_t *ra = json_object_get(rl, "retry_after_ms");
+    if (ra != NULL && json_integer_value(ra) > 0) {
+        snprintf(v, sizeof(v), "%lld", (long long)((json_integer_value(ra) + 999) / 1000));
+        od_http_add_header(req, "retry-after", v);
+    }
+}
+
+static void ctx_free(ctx_t *ctx)
+{
+    if (ctx->hold != NULL)
+        od_http_release(ctx->hold);
+    json_decref(ctx->rl);
+    od_call_request_free(&ctx->creq);
+    free(ctx->body);
+    free(ctx);
+}
+
+/* The request, or NULL if the client went away. */
+static h2o_req_t *ctx_req(ctx_t *ctx)
+{
+    return ctx->hold ? od_http_held_req(ctx->hold) : NULL;
+}
+
+static void reply(ctx_t *ctx, int status, const char *ctype, const char *body, size_t len)
+{
+    h2o_req_t *req = ctx_req(ctx);
+    ctx->answered = 1;
+    if (req == NULL)
+        return;
+    add_ratelimit_headers(req, ctx->rl);
+    od_http_send(req, status, ctype, body, len);
+}
+
+static void reply_json(ctx_t *ctx, int status, const char *json)
+{
+    reply(ctx, status, "application/json", json, strlen(json));
+}
+
+static void reply_problem(ctx_t *ctx, int status, const char *code, const char *detail, const char *errors)
+{
+    h2o_req_t *req = ctx_req(ctx);
+    ctx->answered = 1;
+    if (req == NULL)
+        return;
+    add_ratelimit_headers(req, ctx->rl);
+    if (status == 503)
+        od_http_add_header(req, "retry-after", "1");
+    od_http_problem(req, status, code, detail, errors);
+}
+
+static void reply_unavailable(ctx_t *ctx)
+{
+    od_metric_add(m.unavailable, 1);
+    reply_problem(ctx, 503, "service_unavailable", "the database is unavailable; retry shortly", NULL);
+}
+
+/* ---- od_api: every endpoint but POST /v1/calls ---- */
+
+static void on_api_result(void *arg, int status, PGresult *res)
+{
+    ctx_t *ctx = arg;
+    if (status != OD_PG_OK) {
+        if (status == OD_PG_EQUERY)
+            od_error("api %s: %s", ctx->route->pattern, od_pg_errmsg(res));
+        reply_unavailable(ctx);
+        ctx_free(ctx);
+        return;
+    }
+    json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    int http = (int)json_integer_value(json_object_get(r, "status"));
+    ctx->rl = json_incref(json_object_get(r, "rl"));
+    const char *body = json_string_value(json_object_get(r, "body"));
+    const char *code = json_string_value(json_object_get(r, "code"));
+    const char *detail = json_string_value(json_object_get(r, "detail"));
+    if (http == 429)
+        od_metric_add(m.rate_limited, 1);
+    if (code != NULL) {
+        reply_problem(ctx, http, code,
+                      detail ? detail
+                      : http == 404 ? "no such object in this project"
+                      : http == 429 ? "too many requests for this API key; see Retry-After"
+                                    : code,
+                      NULL);
+    } else if (http == 204) {
+        reply(ctx, 204, "application/json", "", 0);
+    } else if (body != NULL && strcmp(ctx->route->pattern, "/v1/api-keys") == 0 && http == 201) {
+        /* the key itself is shown only in this answer: splice it into the stored record */
+        const char *key = ctx->body;
+        od_buf_t b = OD_BUF_INIT;
+        od_buf_append(&b, body, strlen(body) - 1);
+        od_buf_printf(&b, ", \"key\" : \"%s\"}", key);
+        reply_json(ctx, 201, b.base);
+        od_buf_free(&b);
+    } else {
+        reply_json(ctx, http, body ? body : "{}");
+    }
+    json_decref(r);
+    ctx_free(ctx);
+}
+
+/* Runs od_api(op, args); takes ownership of args. */
+static void api_call(ctx_t *ctx, const char *op, json_t *args)
+{
+    char *a = json_dumps(args, JSON_COMPACT);
+    char rph[24];
+    snprintf(rph, sizeof(rph), "%lld", (long long)ctx->key.requests_per_hour);
+    const char *params[5] = {ctx->key.key_id, ctx->key.project_id, rph, op, a};
+    int rc = od_pg_query(ctx->in->pg, "api", 5, params, on_api_result, ctx);
+    free(a);
+    json_decref(args);
+    if (rc != 0) {
+        reply_unavailable(ctx);
+        ctx_free(ctx);
+    }
+}
+
+static int param_uuid(ctx_t *ctx, int i, char out[37])
+{
+    h2o_iovec_t v = ctx->params.v[i];
+    if (od_uuid_check(v.base, v.len) != 0)
+        return -1;
+    for (size_t k = 0; k < 36; k++)
+        out[k] = (char)(v.base[k] >= 'A' && v.base[k] <= 'F' ? v.base[k] + 32 : v.base[k]);
+    out[36] = '\0';
+    return 0;
+}
+
+static void route_get_call(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    char id[37];
+    if (param_uuid(ctx, 0, id) != 0) {
+        reply_problem(ctx, 404, "not_found", "no such call in this project", NULL);
+        ctx_free(ctx);
+        return;
+    }
+    api_call(ctx, "get_call", json_pack("{ss}", "id", id));
+}
+
+static void route_cancel_call(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    char id[37];
+    if (param_uuid(ctx, 0, id) != 0) {
+        reply_problem(ctx, 404, "not_found", "no such call in this project", NULL);
+        ctx_free(ctx);
+        return;
+    }
+    api_call(ctx, "cancel_call", json_pack("{ss}", "id", id));
+}
+
+static void bad_param(ctx_t *ctx, const char *field, const char *message)
+{
+    h2o_req_t *req = ctx_req(ctx);
+    ctx->answered = 1;
+    if (req != NULL)
+        od_http_problem_field(req, 400, "invalid_parameter", field, message);
+    ctx_free(ctx);
+}
+
+static void route_list_calls(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = json_object();
+    int bad = 0;
+    char *v;
+    if ((v = od_http_query(req, "limit", &bad)) != NULL) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 1 || n > 200)
+            return json_decref(args), bad_param(ctx, "limit", "limit must be an integer from 1 to 200");
+        json_object_set_new(args, "limit", json_integer(n));
+    }
+    if ((v = od_http_query(req, "status", &bad)) != NULL) {
+        if (od_call_status_parse(v) < 0)
+            return json_decref(args), bad_param(ctx, "status", "unknown status");
+        json_object_set_new(args, "status", json_string(v));
+    }
+    if ((v = od_http_query(req, "final_state", &bad)) != NULL) {
+        if (od_final_state_parse(v) <= 0)
+            return json_decref(args), bad_param(ctx, "final_state", "unknown final state");
+        json_object_set_new(args, "final_state", json_string(v));
+    }
+    static const char *const uuid_params[] = {"batch_id", "cursor"};
+    for (size_t i = 0; i < 2; i++) {
+        if ((v = od_http_query(req, uuid_params[i], &bad)) != NULL) {
+            if (od_uuid_check(v, strlen(v)) != 0)
+                return json_decref(args), bad_param(ctx, uuid_params[i], "must be an id (UUID)");
+            json_object_set_new(args, uuid_params[i], json_string(v));
+        }
+    }
+    if ((v = od_http_query(req, "phone", &bad)) != NULL) {
+        char e164[OD_PHONE_E164_SIZE];
+        const char *code;
+        if (od_phone_parse_e164(v, strlen(v), e164, &code) != 0)
+            return json_decref(args), bad_param(ctx, "phone", "phone must be in E.164 format");
+        json_object_set_new(args, "phone", json_string(e164));
+    }
+    if ((v = od_http_query(req, "since", &bad)) != NULL) {
+        int64_t us;
+        const char *code;
+        char ts[32];
+        if (od_rfc3339_parse(v, strlen(v), &us, &code) != 0)
+            return json_decref(args), bad_param(ctx, "since", "since must be an RFC 3339 time");
+        od_rfc3339_format(us, ts);
+        json_object_set_new(args, "since", json_string(ts));
+    }
+    if (bad)
+        return json_decref(args), bad_param(ctx, "query", "malformed percent-encoding in the query string");
+    api_call(ctx, "list_calls", args);
+}
+
+static void route_get_project(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    api_call(ctx, "get_project", json_object());
+}
+
+static void route_list_scenarios(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    api_call(ctx, "list_scenarios", json_object());
+}
+
+static void route_list_keys(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    api_call(ctx, "list_keys", json_object());
+}
+
+static void route_revoke_key(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    char id[37];
+    if (param_uuid(ctx, 0, id) != 0) {
+        reply_problem(ctx, 404, "not_found", "no such API key in this project", NULL);
+        ctx_free(ctx);
+        return;
+    }
+    api_call(ctx, "revoke_key", json_pack("{ss}", "id", id));
+}
+
+static void route_create_key(ctx_t *ctx, h2o_req_t *req)
+{
+    json_error_t jerr;
+    json_t *root = req->entity.base ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
+                                    : NULL;
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"name\", \"scopes\"}", NULL);
+        ctx_free(ctx);
+        return;
+    }
+    const char *k, *field = NULL, *code = NULL, *msg = NULL;
+    json_t *v, *scopes = json_object_get(root, "scopes"), *name = json_object_get(root, "name");
+    json_object_foreach(root, k, v) if (strcmp(k, "name") != 0 && strcmp(k, "scopes") != 0) field = k,
+        code = "unknown_field", msg = "this field is not part of an API key request";
+    if (name != NULL && !json_is_null(name) && (!json_is_string(name) || json_string_length(name) > 100))
+        field = "name", code = "invalid_type", msg = "name must be a string of at most 100 characters";
+    if (!json_is_array(scopes) || json_array_size(scopes) == 0)
+        field = "scopes", code = "missing_field", msg = "scopes must be a non-empty array of scope names";
+    size_t i;
+    json_array_foreach(scopes, i, v) if (!json_is_string(v) || od_scope_parse(json_string_value(v),
+                                                                              json_string_length(v)) == 0)
+        field = "scopes", code = "unknown_scope",
+        msg = "scopes are outbound:trigger, sessions:read, webhooks:manage, dnc:manage and admin";
+    if (code != NULL) {
+        h2o_req_t *r = ctx_req(ctx);
+        if (r != NULL)
+            od_http_problem_field(r, 422, code, field, msg);
+        json_decref(root);
+        ctx_free(ctx);
+        return;
+    }
+    char key[OD_API_KEY_LEN + 1], hash[65], id[37], prefix[13];
+    od_api_key_new(key);
+    od_api_key_hash(key, strlen(key), hash);
+    od_uuid7(id);
+    memcpy(prefix, key, 12);
+    prefix[12] = '\0';
+    ctx->body = od_strdup(key);
+    json_t *args = json_pack("{sssssssssO}", "id", id, "name", json_is_string(name) ? json_string_value(name) : "",
+                             "hash", hash, "prefix", prefix, "scopes", scopes);
+    json_decref(root);
+    api_call(ctx, "create_key", args);
+}
+
+/* ---- POST /v1/calls ---- */
+
+static void on_accept_done(void *arg, int status, PGresult *res)
+{
+    (void)arg;
+    if (status != OD_PG_OK)
+        od_warn("marking calls published failed (%s); they stay recoverable",
+                res ? od_pg_errmsg(res) : "database unavailable");
+}
+
+/* End of the loop turn: the calls answered in it are published and their
+ * idempotency records done, so a retry now gets the replay, not a 409. */
+static void accept_done_flush(uv_check_t *h)
+{
+    ingress_t *in = h->data;
+    uv_check_stop(h);
+    if (in->done_n == 0)
+        return;
+    od_buf_puts(&in->done_ids, "}");
+    const char *params[1] = {in->done_ids.base};
+    if (od_pg_query(in->pg, "accept_done", 1, params, on_accept_done, NULL) != 0)
+        od_warn("could not mark %d calls published (they stay recoverable)", in->done_n);
+    od_buf_reset(&in->done_ids);
+    in->done_n = 0;
+}
+
+static void answer_accepted(ctx_t *ctx)
+{
+    h2o_req_t *req = ctx_req(ctx);
+    if (req != NULL) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/calls/%s", ctx->call_id);
+        od_http_add_header(req, "location", loc);
+    }
+    od_metric_observe(m.accept_latency, (double)(od_mono_ms() - ctx->started_ms) / 1000.0);
+    reply(ctx, 202, "application/json", ctx->body, strlen(ctx->body));
+}
+
+static void on_published(void *arg, rd_kafka_resp_err_t err)
+{
+    ctx_t *ctx = arg;
+    ingress_t *in = ctx->in;
+    ctx->reported = 1;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        od_metric_add(m.publish_failed, 1);
+        od_log(OD_LOG_WARN, ctx->call_id, "publish failed (%s); the scheduler's sweep will find the call",
+               rd_kafka_err2str(err));
+    } else {
+        if (in->done_n == 0)
+            uv_check_start(&in->done_check, accept_done_flush);
+        od_buf_puts(&in->done_ids, in->done_n++ == 0 ? "{" : ",");
+        od_buf_puts(&in->done_ids, ctx->call_id);
+    }
+    if (!ctx->answered) {
+        h2o_linklist_unlink(&ctx->waiting);
+        answer_accepted(ctx);
+    }
+    ctx_free(ctx);
+}
+
+static void on_publish_timer(uv_timer_t *t)
+{
+    ingress_t *in = t->data;
+    int64_t now = od_mono_ms();
+    while (!h2o_linklist_is_empty(&in->awaiting_publish)) {
+        ctx_t *ctx = H2O_STRUCT_FROM_MEMBER(ctx_t, waiting, in->awaiting_publish.next);
+        if (now - ctx->started_ms < in->conf->publish_wait_ms)
+            break;
+        /* Kafka is slow or down: the call is durable, answer now; the report frees ctx later */
+        h2o_linklist_unlink(&ctx->waiting);
+        od_metric_add(m.publish_late, 1);
+        answer_accepted(ctx);
+        if (ctx->hold != NULL) {
+            od_http_release(ctx->hold);
+            ctx->hold = NULL;
+        }
+    }
+}
+
+static void publish(ctx_t *ctx, int64_t due_ms)
+{
+    ingress_t *in = ctx->in;
+    char msg[256];
+    int n = snprintf(msg, sizeof(msg),
+                     "{\"v\":1,\"type\":\"call.requested\",\"call_id\":\"%s\",\"project_id\":\"%s\","
+                     "\"batch_id\":null,\"due_ms\":%lld}",
+                     ctx->call_id, ctx->key.project_id, (long long)due_ms);
+    int rc = od_kprod_send(in->kp, in->topic_requested, ctx->key.project_id, 36, msg, (size_t)n, on_published, ctx);
+    if (rc != 0) {
+        od_metric_add(m.publish_failed, 1);
+        od_log(OD_LOG_WARN, ctx->call_id, "publish refused (%s); the scheduler's sweep will find the call",
+               rd_kafka_err2str((rd_kafka_resp_err_t)rc));
+        answer_accepted(ctx);
+        ctx_free(ctx);
+        return;
+    }
+    h2o_linklist_insert(&in->awaiting_publish, &ctx->waiting);
+}
+
+static void accept_result(ctx_t *ctx, json_t *r)
+{
+    const char *what = json_string_value(json_object_get(r, "r"));
+    ctx->rl = json_incref(json_object_get(r, "rl"));
+    if (what == NULL) {
+        reply_unavailable(ctx);
+    } else if (strcmp(what, "accepted") == 0) {
+        od_metric_add(m.accepted, 1);
+        ctx->body = od_strdup(json_string_value(json_object_get(r, "body")));
+        publish(ctx, json_integer_value(json_object_get(r, "due_ms")));
+        return; /* ctx lives until its delivery report */
+    } else if (strcmp(what, "replay") == 0) {
+        od_metric_add(m.replays, 1);
+        h2o_req_t *req = ctx_req(ctx);
+        if (req != NULL)
+            od_http_add_header(req, "idempotent-replayed", "true");
+        const char *body = json_string_value(json_object_get(r, "body"));
+        reply(ctx, (int)json_integer_value(json_object_get(r, "status")), "application/json", body, strlen(body));
+    } else {
+        static const struct {
+            const char *r;
+            int status;
+            const char *field, *detail;
+        } errs[] = {
+            {"in_use", 409, NULL, "a request with this Idempotency-Key is still being processed; retry shortly"},
+            {"reused", 422, NULL, "this Idempotency-Key was used with a different request body"},
+            {"rate_limited", 429, NULL, "too many requests for this API key; see Retry-After"},
+            {"unknown_scenario", 422, "scenario", "the project has no scenario with this name"},
+            {"caller_id_not_verified", 422, "caller_id", "caller_id is not one of the project's verified numbers"},
+            {"phone_on_dnc_list", 422, "phone", "this number is on the project's do-not-call list"},
+            {"insufficient_funds", 402, NULL, "the project's wallet is empty; top it up to place calls"},
+        };
+        size_t i;
+        for (i = 0; i < OD_ARRAY_SIZE(errs) && strcmp(errs[i].r, what) != 0; i++)
+            ;
+        if (i == OD_ARRAY_SIZE(errs)) {
+            reply_unavailable(ctx);
+        } else {
+            const char *code = strcmp(what, "in_use") == 0   ? "idempotency_key_in_use"
+                               : strcmp(what, "reused") == 0 ? "idempotency_key_reused"
+                                                             : what;
+            if (errs[i].status == 429)
+                od_metric_add(m.rate_limited, 1);
+            od_metric_add(od_counter("outdial_ingress_calls_rejected_total", NULL, "calls rejected by rule"), 1);
+            if (errs[i].field != NULL) {
+                od_buf_t e = OD_BUF_INIT;
+                od_buf_printf(&e, "[{\"field\":\"%s\",\"code\":\"%s\",\"message\":", errs[i].field, code);
+                od_buf_json_str(&e, errs[i].detail, strlen(errs[i].detail));
+                od_buf_puts(&e, "}]");
+                reply_problem(ctx, errs[i].status, code, errs[i].detail, e.base);
+                od_buf_free(&e);
+            } else {
+                reply_problem(ctx, errs[i].status, code, errs[i].detail, NULL);
+            }
+        }
+    }
+    ctx_free(ctx);
+}
+
+static void on_accept_result(void *arg, int status, PGresult *res)
+{
+    accept_group_t *g = arg;
+    json_t *results = NULL;
+    if (status == OD_PG_OK)
+        results = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    else if (status == OD_PG_EQUERY)
+        od_error("accept: %s", od_pg_errmsg(res));
+    size_t i = 0;
+    for (ctx_t *ctx = g->head, *next; ctx != NULL; ctx = next, i++) {
+        next = ctx->next;
+        json_t *r = results ? json_array_get(results, i) : NULL;
+        if (r == NULL) {
+            reply_unavailable(ctx);
+            ctx_free(ctx);
+        } else {
+            accept_result(ctx, r);
+        }
+    }
+    json_decref(results);
+    free(g);
+}
+
+/* End of the loop turn: send the requests gathered in it as one statement. */
+static void on_group_check(uv_check_t *h)
+{
+    ingress_t *in = h->data;
+    uv_check_stop(h);
+    while (in->group_head != NULL) {
+        accept_group_t *g = od_calloc(1, sizeof(*g));
+        g->in = in;
+        json_t *arr = json_array();
+        ctx_t **tail = &g->head;
+        while (in->group_head != NULL && g->n < in->conf->accept_batch) {
+            ctx_t *ctx = in->group_head;
+            in->group_head = ctx->next;
+            ctx->next = NULL;
+            *tail = ctx;
+            tail = &ctx->next;
+            g->n++;
+            char sched[32] = "";
+            if (ctx->creq.scheduled_us != 0)
+                od_rfc3339_format(ctx->creq.scheduled_us, sched);
+            json_t *meta = json_loads(ctx->creq.metadata, 0, NULL);
+            json_array_append_new(
+                arr, json_pack("{ss ss sI sI ss? ss ss ss ss so ss? ss?}", "key_id", ctx->key.key_id, "project_id",
+                               ctx->key.project_id, "calls_per_min", (json_int_t)ctx->key.calls_per_min,
+                               "requests_per_hour", (json_int_t)ctx->key.requests_per_hour, "idem_key",
+                               ctx->idem[0] ? ctx->idem : NULL, "request_hash", ctx->req_hash, "call_id",
+                               ctx->call_id, "scenario", ctx->creq.scenario, "phone", ctx->creq.phone, "metadata",
+                               meta, "scheduled_for", sched[0] ? sched : NULL, "caller_id",
+                               ctx->creq.caller_id[0] ? ctx->creq.caller_id : NULL));
+        }
+        in->group_n = 0;
+        od_metric_observe(m.group_size, g->n);
+        char *text = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        const char *params[1] = {text};
+        int rc = od_pg_query(in->pg, "accept", 1, params, on_accept_result, g);
+        free(text);
+        if (rc != 0)
+            on_accept_result(g, OD_PG_EUNAVAIL, NULL);
+    }
+    in->group_tail = &in->group_head;
+}
+
+static void route_create_call(ctx_t *ctx, h2o_req_t *req)
+{
+    ingress_t *in = ctx->in;
+    h2o_iovec_t idem = od_http_header(req, "idempotency-key");
+    if (idem.base != NULL) {
+        int ok = idem.len > 0 && idem.len <= 255;
+        for (size_t i = 0; ok && i < idem.len; i++)
+            ok = idem.base[i] >= 0x20 && idem.base[i] < 0x7f;
+        if (!ok) {
+            reply_problem(ctx, 400, "invalid_idempotency_key",
+                          "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
+            ctx_free(ctx);
+            return;
+        }
+        memcpy(ctx->idem, idem.base, idem.len);
+        ctx->idem[idem.len] = '\0';
+    }
+    h2o_iovec_t ct = od_http_header(req, "content-type");
+    if (ct.base != NULL && !(ct.len >= 16 && strncasecmp(ct.base, "application/json", 16) == 0)) {
+        reply_problem(ctx, 415, "unsupported_media_type", "send the call as application/json", NULL);
+        ctx_free(ctx);
+        return;
+    }
+    if (req->entity.len > (size_t)in->conf->max_body) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the body of a call request is limited to %lld bytes",
+                 (long long)in->conf->max_body);
+        reply_problem(ctx, 413, "body_too_large", detail, NULL);
+        ctx_free(ctx);
+        return;
+    }
+    od_buf_t errors = OD_BUF_INIT;
+    const char *code;
+    int st = od_call_request_parse(req->entity.base ? req->entity.base : "", req->entity.len, od_now_us(), &ctx->creq,
+                                   &code, &errors);
+    if (st != 0) {
+        reply_problem(ctx, st, code,
+                      st == 400 ? "the body is not valid JSON" : "the call request has invalid fields; see errors",
+                      errors.base);
+        od_buf_free(&errors);
+        ctx_free(ctx);
+        return;
+    }
+    od_buf_free(&errors);
+    unsigned char md[32];
+    unsigned int mdlen;
+    EVP_Digest(req->entity.base, req->entity.len, md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(ctx->req_hash + 2 * i, 3, "%02x", md[i]);
+    od_uuid7(ctx->call_id);
+    *in->group_tail = ctx;
+    in->group_tail = &ctx->next;
+    if (in->group_n++ == 0)
+        uv_check_start(&in->group_check, on_group_check);
+}
+
+/* ---- routing and authentication ---- */
+
+static const route_t routes[] = {
+    {"POST", "/v1/calls", OD_SCOPE_TRIGGER, route_create_call},
+    {"GET", "/v1/calls", OD_SCOPE_READ, route_list_calls},
+    {"GET", "/v1/calls/{}", OD_SCOPE_READ, route_get_call},
+    {"POST", "/v1/calls/{}/cancel", OD_SCOPE_TRIGGER, route_cancel_call},
+    {"GET", "/v1/project", OD_SCOPE_READ, route_get_project},
+    {"GET", "/v1/scenarios", OD_SCOPE_READ, route_list_scenarios},
+    {"GET", "/v1/api-keys", OD_SCOPE_ADMIN, route_list_keys},
+    {"POST", "/v1/api-keys", OD_SCOPE_ADMIN, route_create_key},
+    {"DELETE", "/v1/api-keys/{}", OD_SCOPE_ADMIN, route_revoke_key},
+};
+
+static void on_authed(void *arg, int status, const od_key_t *key)
+{
+    ctx_t *ctx = arg;
+    h2o_req_t *req = ctx_req(ctx);
+    if (req == NULL) {
+        ctx_free(ctx);
+        return;
+    }
+    if (status == 503) {
+        reply_unavailable(ctx);
+    } else if (status != 0) {
+        od_http_add_header(req, "www-authenticate", "Bearer realm=\"outdial\"");
+        reply_problem(ctx, 401, "unauthorized", "missing, unknown or revoked API key", NULL);
+    } else if ((key->scopes & ctx->route->scope) == 0) {
+        reply_problem(ctx, 403, "insufficient_scope", "this API key lacks the scope this endpoint needs", NULL);
+    } else {
+        ctx->key = *key;
+        ctx->route->fn(ctx, req);
+        return;
+    }
+    ctx_free(ctx);
+}
+
+typedef struct route_binding {
+    ingress_t *in;
+    const route_t *route;
+} route_binding_t;
+
+static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
+{
+    route_binding_t *b = arg;
+    ctx_t *ctx = od_calloc(1, sizeof(*ctx));
+    ctx->in = b->in;
+    ctx->route = b->route;
+    ctx->params = *params;
+    ctx->started_ms = od_mono_ms();
+    ctx->hold = od_http_hold(req);
+    if (b->in->svc->draining) {
+        reply_problem(ctx, 503, "shutting_down", "this ingress is shutting down; retry", NULL);
+        ctx_free(ctx);
+        return;
+    }
+    h2o_iovec_t auth = od_http_header(req, "authorization");
+    if (auth.base == NULL || auth.len < 8 || strncasecmp(auth.base, "Bearer ", 7) != 0) {
+        on_authed(ctx, 401, NULL);
+        return;
+    }
+    od_auth_lookup(b->in->auth, auth.base + 7, auth.len - 7, on_authed, ctx);
+}
+
+static void on_openapi(void *arg, h2o_req_t *req, const od_http_params_t *params)
+{
+    ingress_t *in = arg;
+    (void)params;
+    if (in->openapi == NULL)
+        od_http_problem(req, 404, "not_found", "the OpenAPI document is not installed", NULL);
+    else
+        od_http_send(req, 200, "application/yaml", in->openapi, in->openapi_len);
+}
+
+static int on_ready(void *arg, od_buf_t *why)
+{
+    ingress_t *in = arg;
+    if (od_pg_ready(in->pg) == 0) {
+        od_buf_puts(why, "PostgreSQL unavailable");
+        return 0;
+    }
+    if (!od_kprod_up(in->kp))
+        od_buf_puts(why, "Kafka unavailable: calls are stored and published later");
+    return 1;
+}
+
+static void on_drain_poll(uv_timer_t *t)
+{
+    ingress_t *in = t->data;
+    if (od_http_holds() > 0 || in->group_head != NULL || od_kprod_inflight(in->kp) > 0)
+        return;
+    uv_timer_stop(t);
+    accept_done_flush(&in->done_check);
+    od_kprod_destroy(in->kp, 5000);
+    od_svc_done(in->svc, 0);
+}
+
+static void on_drain(od_svc_t *svc, void *arg)
+{
+    ingress_t *in = arg;
+    od_http_stop(svc->http);
+    static uv_timer_t poll;
+    uv_timer_init(svc->loop, &poll);
+    poll.data = in;
+    uv_timer_start(&poll, on_drain_poll, 50, 50);
+}
+
+static const od_pg_stmt_t stmts[] = {
+    {"auth", OD_AUTH_SQL},
+    {"accept", "SELECT od_accept_calls($1::jsonb)::text"},
+    {"accept_done", "SELECT od_accept_done($1::uuid[])"},
+    {"api", "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
+};
+
+ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
+{
+    char err[512];
+    ingress_t *in = od_calloc(1, sizeof(*in));
+    in->svc = svc;
+    in->conf = conf;
+    in->pg = od_pg_new(svc->loop, "ingress", conf->common.pg_dsn, (int)conf->common.pg_conns, stmts,
+                       OD_ARRAY_SIZE(stmts));
+    in->kp = od_kprod_new(svc->loop, conf->common.kafka_brokers, "outdial-ingress", NULL, err, sizeof(err));
+    if (in->kp == NULL) {
+        od_error("kafka: %s", err);
+        return NULL;
+    }
+    in->auth = od_auth_new(in->pg, conf->auth_cache_ms);
+    snprintf(in->topic_requested, sizeof(in->topic_requested), "%scalls.requested", conf->common.topic_prefix);
+    in->group_tail = &in->group_head;
+    uv_check_init(svc->loop, &in->group_check);
+    in->group_check.data = in;
+    h2o_linklist_init_anchor(&in->awaiting_publish);
+    uv_timer_init(svc->loop, &in->publish_timer);
+    in->publish_timer.data = in;
+    uv_timer_start(&in->publish_timer, on_publish_timer, 100, 100);
+    uv_check_init(svc->loop, &in->done_check);
+    in->done_check.data = in;
+
+    m.accepted = od_counter("outdial_ingress_calls_accepted_total", NULL, "calls accepted (202)");
+    m.replays = od_counter("outdial_ingress_idempotent_replays_total", NULL, "answers replayed for an Idempotency-Key");
+    m.rate_limited = od_counter("outdial_ingress_rate_limited_total", NULL, "requests refused with 429");
+    m.publish_failed = od_counter("outdial_ingress_publish_failures_total", NULL,
+                                  "accepted calls whose Kafka publish failed (recovered by the scheduler's sweep)");
+    m.publish_late = od_counter("outdial_ingress_publish_late_total", NULL,
+                                "accepted calls answered before Kafka confirmed (after OUTDIAL_PUBLISH_WAIT_MS)");
+    m.unavailable = od_counter("outdial_ingress_unavailable_total", NULL, "requests answered 503");
+    m.accept_latency = od_histogram("outdial_ingress_accept_seconds", NULL, "POST /v1/calls: request to 202",
+                                    od_latency_buckets, od_latency_nbuckets);
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    m.group_size = od_histogram("outdial_ingress_accept_group_size", NULL, "calls stored per transaction", sizes,
+                                (int)OD_ARRAY_SIZE(sizes));
+
+    for (size_t i = 0; i < OD_ARRAY_SIZE(routes); i++) {
+        route_binding_t *b = od_malloc(sizeof(*b));
+        b->in = in;
+        b->route = &routes[i];
+        od_http_route(svc->http, routes[i].method, routes[i].pattern, on_route, b);
+    }
+    FILE *fp = fopen(conf->openapi_path, "rb");
+    if (fp != NULL) {
+        fseek(fp, 0, SEEK_END);
+        in->openapi_len = (size_t)ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        in->openapi = od_malloc(in->openapi_len + 1);
+        in->openapi_len = fread(in->openapi, 1, in->openapi_len, fp);
+        fclose(fp);
+    } else {
+        od_warn("OpenAPI document %s not found; /v1/openapi.yaml answers 404", conf->openapi_path);
+    }
+    od_http_route(svc->http, "GET", "/v1/openapi.yaml", on_openapi, in);
+    od_svc_set_ready(svc, on_ready, in);
+    od_svc_on_drain(svc, on_drain, in);
+    return in;
+}

@@ -1,0 +1,25 @@
+/* outdial-ingress: the public HTTP API. Private header of the service. */
+#ifndef OD_INGRESS_H
+#define OD_INGRESS_H
+
+#include "auth.h"
+#include "od/http.h"
+#include "od/kafka.h"
+#include "od/pg.h"
+#include "od/svc.h"
+
+typedef struct ingress_conf {
+    od_common_conf_t common;
+    char *openapi_path;      /**< OUTDIAL_OPENAPI_PATH */
+    int64_t auth_cache_ms;   /**< OUTDIAL_AUTH_CACHE_MS */
+    int64_t publish_wait_ms; /**< OUTDIAL_PUBLISH_WAIT_MS */
+    int64_t max_body;        /**< OUTDIAL_MAX_BODY */
+    int64_t accept_batch;    /**< OUTDIAL_ACCEPT_BATCH */
+} ingress_conf_t;
+
+typedef struct ingress ingress_t;
+
+/** Creates the API on svc's loop and HTTP server. Returns NULL on a fatal setup error. */
+ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf);
+
+#endif

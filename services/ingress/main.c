@@ -1,0 +1,37 @@
+/* outdial-ingress: the public HTTP API (DESIGN §2). */
+#include "ingress.h"
+
+#include "od/core.h"
+
+static const char usage[] =
+    "usage: outdial-ingress [--help]\n\n"
+    "Serves the outdial HTTP API: authenticates API keys, validates and stores calls\n"
+    "(idempotency, rate limits, wallet, DNC in one PostgreSQL statement) and publishes\n"
+    "them to Kafka (calls.requested). Stateless: run as many copies as you like.";
+
+static const od_conf_item_t conf_table[] = {
+    OD_COMMON_CONF(ingress_conf_t, 8080),
+    OD_CONF_STR(ingress_conf_t, openapi_path, "OUTDIAL_OPENAPI_PATH", "proto/openapi.yaml",
+                "the OpenAPI document served at /v1/openapi.yaml"),
+    OD_CONF_INT(ingress_conf_t, auth_cache_ms, "OUTDIAL_AUTH_CACHE_MS", "2000", 0, 5000,
+                "how long a key's record is cached (bounds how fast a revocation takes effect)"),
+    OD_CONF_INT(ingress_conf_t, publish_wait_ms, "OUTDIAL_PUBLISH_WAIT_MS", "3000", 0, 30000,
+                "longest wait for Kafka's delivery report before answering 202 anyway (the call is stored)"),
+    OD_CONF_INT(ingress_conf_t, max_body, "OUTDIAL_MAX_BODY", "65536", 1024, 1048576,
+                "largest JSON request body in bytes (413 beyond)"),
+    OD_CONF_INT(ingress_conf_t, accept_batch, "OUTDIAL_ACCEPT_BATCH", "256", 1, 4096,
+                "most calls stored in one transaction (requests that arrive together share one)"),
+};
+
+int main(int argc, char **argv)
+{
+    static ingress_conf_t conf;
+    static od_svc_t svc;
+    int rc = od_svc_init(&svc, "outdial-ingress", argc, argv, usage, conf_table, OD_ARRAY_SIZE(conf_table), &conf,
+                         &conf.common, 8u << 20);
+    if (rc != 0)
+        return rc < 0 ? 2 : 0;
+    if (ingress_new(&svc, &conf) == NULL)
+        return 1;
+    return od_svc_run(&svc);
+}

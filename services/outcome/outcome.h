@@ -1,0 +1,94 @@
+/*
+ * outdial-outcome: applies call events to PostgreSQL (the source of truth)
+ * and ends calls whose dialer died. Private header.
+ *
+ * Events flow in batches, one in flight at a time so a call's events are
+ * applied in the order they were consumed:
+ *
+ *   on_message ──► open batch ──(next loop turn, or batch_max events)──► flight ──► od_apply_events
+ *                                                                          │  ▲        │ OK: every token done
+ *                                                  PG unavailable: backoff └──┘        │ SQL error: each event
+ *                                                                                      ▼ alone; skip the poison one
+ *
+ * Files: apply.c (consumer, batches), reaper.c (lease reaper, idempotency
+ * expiry), outcome.c (set-up, readiness, drain).
+ */
+#ifndef OD_OUTCOME_H
+#define OD_OUTCOME_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "od/kafka.h"
+#include "od/metrics.h"
+#include "od/pg.h"
+#include "od/svc.h"
+
+typedef struct outcome_conf {
+    od_common_conf_t common;
+    int64_t reaper_interval_ms; /**< OUTDIAL_REAPER_INTERVAL_MS */
+    int64_t batch_max;          /**< OUTDIAL_OUTCOME_BATCH */
+    int64_t idem_keep_s;        /**< OUTDIAL_IDEMPOTENCY_KEEP_S */
+} outcome_conf_t;
+
+/** One consumed event, as the JSON object od_apply_events takes. */
+typedef struct oevent {
+    char *json;      /**< {call_id, status, allowed_from, final_state, ...} (heap) */
+    od_ktoken_t tok;
+    char call_id[37];
+    int64_t at_us;
+} oevent_t;
+
+typedef struct obatch {
+    oevent_t *ev;
+    int n, cap;
+} obatch_t;
+
+typedef struct outcome {
+    od_svc_t *svc;
+    const outcome_conf_t *conf;
+    uv_loop_t *loop;
+    od_pg_t *pg;
+    od_kcons_t *kcons;
+
+    /* apply.c */
+    obatch_t open;        /**< events collected during this loop turn */
+    obatch_t flight;      /**< the batch being applied (until every event is done or skipped) */
+    int inflight;         /**< 1 while the apply query is out */
+    int isolate;          /**< 1: flight is applied one event at a time (an SQL error to isolate) */
+    int iso_i;            /**< in isolate mode: the event being applied */
+    uv_timer_t flush_timer; /**< next-turn flush, or the retry backoff of flight */
+    unsigned backoff_ms;
+    int paused, draining, closing;
+
+    /* reaper.c */
+    uv_timer_t reap_timer, expire_timer;
+    int reap_inflight, expire_inflight;
+
+    uv_timer_t drain_timer;
+
+    struct {
+        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired;
+    } m;
+} outcome_t;
+
+/* outcome.c */
+/** Creates the service on svc's loop. NULL on a fatal set-up error. */
+outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf);
+/** Finishes a drain once nothing is left to apply. */
+void outcome__drain_check(outcome_t *o);
+/** Backoff step: 100 ms doubling to 5 s. */
+unsigned outcome__backoff(unsigned *ms);
+
+/* apply.c */
+void outcome__apply_init(outcome_t *o);
+void outcome__on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t tok);
+/** Sends the open batch if no batch is in flight. */
+void outcome__flush(outcome_t *o);
+void outcome__apply_close(outcome_t *o);
+
+/* reaper.c */
+void outcome__reaper_start(outcome_t *o);
+void outcome__reaper_stop(outcome_t *o);
+
+#endif
