@@ -78,6 +78,7 @@ CREATE TABLE calls (
     billed_s       integer,
     cost_micros    bigint NOT NULL DEFAULT 0,
     dialer_id      text,
+    claim_token    uuid,                        -- the claiming attempt (a lost answer is retried with it)
     lease_until    timestamptz,                 -- the claiming dialer renews it; the reaper ends expired calls
     CHECK ((status IN ('completed','failed','canceled')) = (final_state IS NOT NULL))
 );

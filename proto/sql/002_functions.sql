@@ -439,21 +439,28 @@ END
 $$;
 
 -- Dialer: claim a call before dialing it (compare-and-set queued -> dialing).
--- The only way a call is ever dialed; a second claim finds nothing.
-CREATE OR REPLACE FUNCTION od_claim(p_id uuid, p_dialer text, p_lease_s integer) RETURNS json
+-- The only way a call is ever dialed; a second claim finds nothing. The same
+-- attempt retried (its answer was lost with the connection) gets its claim
+-- back: p_token is unique per attempt, so a redelivered message never does.
+CREATE OR REPLACE FUNCTION od_claim(p_id uuid, p_dialer text, p_lease_s integer, p_token uuid) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     c calls;
     scen scenarios;
 BEGIN
-    UPDATE calls SET status = 'dialing', dialed_at = now(), dialer_id = p_dialer,
+    UPDATE calls SET status = 'dialing', dialed_at = now(), dialer_id = p_dialer, claim_token = p_token,
                      lease_until = now() + make_interval(secs => p_lease_s)
      WHERE id = p_id AND status = 'queued' AND dispatched_at IS NOT NULL
     RETURNING * INTO c;
-    IF NOT FOUND THEN
-        RETURN NULL;
+    IF FOUND THEN
+        INSERT INTO call_events (call_id, status, at, detail)
+        VALUES (c.id, 'dialing', now(), 'claimed by ' || p_dialer);
+    ELSE
+        SELECT * INTO c FROM calls WHERE id = p_id AND claim_token = p_token AND status = 'dialing';
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
     END IF;
-    INSERT INTO call_events (call_id, status, at, detail) VALUES (c.id, 'dialing', now(), 'claimed by ' || p_dialer);
     SELECT * INTO scen FROM scenarios WHERE project_id = c.project_id AND idn = c.scenario;
     RETURN json_build_object('call_id', c.id, 'project_id', c.project_id, 'phone', c.phone, 'scenario', c.scenario,
                              'disclosure', scen.disclosure, 'metadata', c.metadata, 'caller_id', c.caller_id);

@@ -51,6 +51,9 @@ void dialer__on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t to
     } else {
         /* the rest of the message is informative: the claim returns the call as stored */
         dcall_t *call = dialer__call_new(d, id, tok);
+        /* a claim whose answer was lost (connection broken after the commit) is retried with the
+         * same token and recognised; a redelivered message is a new attempt with a new token */
+        od_uuid7(call->claim_token);
         od_log(OD_LOG_DEBUG, call->id, "dispatch received (partition %d offset %lld)", (int)tok.partition,
                (long long)tok.offset);
         dialer__claim(call);
@@ -115,9 +118,9 @@ static void on_claim(void *arg, int status, PGresult *res)
 void dialer__claim(dcall_t *call)
 {
     dialer_t *d = call->d;
-    const char *params[3] = {call->id, d->dialer_id, d->lease_s_text};
+    const char *params[4] = {call->id, d->dialer_id, d->lease_s_text, call->claim_token};
     call->claim_inflight = 1;
-    if (od_pg_query(d->pg, "claim", 3, params, on_claim, call) != 0) {
+    if (od_pg_query(d->pg, "claim", 4, params, on_claim, call) != 0) {
         call->claim_inflight = 0;
         retry_later(call, "no postgresql connection");
     }

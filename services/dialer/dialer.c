@@ -13,7 +13,7 @@
 #include "od/log.h"
 
 static const od_pg_stmt_t dialer_stmts[] = {
-    {"claim", "SELECT od_claim($1::uuid, $2, $3::integer)::text"},
+    {"claim", "SELECT od_claim($1::uuid, $2, $3::integer, $4::uuid)::text"},
     {"renew", "SELECT od_lease_renew($1, $2::uuid[], $3::integer)"},
     {"release", "SELECT od_lease_release($1, $2::uuid[])"},
 };

@@ -55,6 +55,7 @@ typedef struct dcall {
     dcall_state_t state;
     char id[37];
     char project_id[37];
+    char claim_token[37];    /**< this attempt's token: a retried claim of the same attempt is recognised */
     od_ktoken_t tok;
     uv_timer_t timer;        /**< claim retry / event re-send backoff; closed before the struct is freed */
     unsigned backoff_ms;

@@ -50,9 +50,11 @@
 typedef struct cons_part {
     od__ktrack_t track;
     int assigned; /* in the current assignment */
-    /* A one-element list for rd_kafka_offsets_store, made once per partition:
-     * librdkafka caches the partition's internal object in the element
-     * (_private), so an element must never be re-pointed at another partition. */
+    /* A one-element list for rd_kafka_offsets_store while assigned. After its
+     * first use the element caches (and holds a reference on) librdkafka's
+     * partition object in `_private`: it must never be re-pointed at another
+     * partition, and must be destroyed before rd_kafka_destroy, which
+     * otherwise waits forever for that reference. */
     rd_kafka_topic_partition_list_t *store;
 } cons_part_t;
 
@@ -178,6 +180,10 @@ static void part_release(od_kcons_t *c, cons_part_t *cp)
     c->pending -= (int)od__ktrack_pending(&cp->track);
     od__ktrack_reset(&cp->track);
     cp->assigned = 0;
+    if (cp->store != NULL) {
+        rd_kafka_topic_partition_list_destroy(cp->store);
+        cp->store = NULL;
+    }
 }
 
 static void recount_assigned(od_kcons_t *c)
@@ -582,11 +588,8 @@ int64_t od_kcons_lag(const od_kcons_t *c)
 
 static void free_consumer(od_kcons_t *c)
 {
-    for (size_t i = 0; i < c->nparts; i++) {
-        od__ktrack_reset(&c->parts[i].track);
-        if (c->parts[i].store != NULL)
-            rd_kafka_topic_partition_list_destroy(c->parts[i].store);
-    }
+    for (size_t i = 0; i < c->nparts; i++)
+        assert(c->parts[i].store == NULL && c->parts[i].track.len == 0);
     free(c->parts);
     free(c->held.v);
     rd_kafka_topic_partition_list_destroy(c->paused_parts);
@@ -622,12 +625,12 @@ void od_kcons_destroy(od_kcons_t *c)
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
         od_warn("kafka consumer %s: close: %s", c->group, rd_kafka_err2str(err));
     held_drop(&c->held, NULL);
+    /* release every reference we hold on librdkafka objects before destroy */
+    for (size_t i = 0; i < c->nparts; i++)
+        part_release(c, &c->parts[i]);
     rd_kafka_queue_destroy(c->cq);
     rd_kafka_destroy(c->rk);
     c->rk = NULL;
-    for (size_t i = 0; i < c->nparts; i++)
-        if (c->parts[i].assigned)
-            part_release(c, &c->parts[i]);
     /* freed once both the watch's handles and `later` are closed */
     od__kwatch_close(&c->watch, on_watch_closed);
     uv_close((uv_handle_t *)&c->later, on_later_closed);

@@ -130,7 +130,7 @@ static void on_idle_close(uv_handle_t *h)
 
 static void on_poll_close(uv_handle_t *h)
 {
-    od_pg_t *pg = h->data;
+    od_pg_t *pg = ((conn_t *)h->data)->pg; /* conns live until the pool is freed */
     free(h);
     pg->nhandles--;
     pool_free_if_done(pg);
@@ -193,7 +193,7 @@ static int conn_poll_open(conn_t *conn, int fd)
         free(poll);
         return r;
     }
-    poll->data = conn->pg;
+    poll->data = conn;
     conn->pg->nhandles++;
     conn->poll = poll;
     conn->poll_fd = fd;
@@ -570,12 +570,8 @@ static void conn_drain(conn_t *conn)
 
 static void on_poll(uv_poll_t *poll, int status, int events)
 {
-    od_pg_t *pg = poll->data;
-    conn_t *conn = NULL;
-    for (int i = 0; i < pg->nconns; i++)
-        if (pg->conns[i].poll == poll)
-            conn = &pg->conns[i];
-    assert(conn != NULL);
+    conn_t *conn = poll->data;
+    assert(conn->poll == poll); /* a closing handle never calls back */
 
     if (conn->state == CONN_CONNECTING) {
         conn_connect_step(conn); /* an error on the fd shows in PQconnectPoll */
@@ -584,7 +580,16 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     if (conn->state != CONN_PREPARING && conn->state != CONN_READY)
         return;
     if (status < 0) {
-        conn_fail(conn, fail_kind(conn), "socket: %s", uv_strerror(status));
+        /* libuv reports POLLERR/POLLHUP as UV_EBADF and stops the handle. The
+         * server may have said why (57P01...) and answered some queries
+         * first: let libpq read what is there, then fail with its words. */
+        unsigned gen = conn->gen;
+        if (PQconsumeInput(conn->pgc))
+            conn_drain(conn);
+        if (conn->gen != gen || (conn->state != CONN_PREPARING && conn->state != CONN_READY))
+            return;
+        const char *why = PQerrorMessage(conn->pgc);
+        conn_fail(conn, fail_kind(conn), "socket: %s", *why ? why : uv_strerror(status));
         return;
     }
     if ((events & UV_WRITABLE) && conn_flush(conn) != 0) {

@@ -61,14 +61,16 @@ int od_pg_ready(const od_pg_t *pg);
 int od_pg_inflight(const od_pg_t *pg);
 
 /**
- * Closes the pool: queries in flight get OD_PG_EUNAVAIL, handles are closed,
- * and the memory is freed once libuv has closed them (run the loop after).
+ * Closes the pool: queries in flight get OD_PG_EUNAVAIL (their callbacks run
+ * before od_pg_close returns; od_pg_query called from them returns -1),
+ * handles are closed, and the memory is freed once libuv has closed them (run
+ * the loop after). May be called from a query callback; call it once.
  */
 void od_pg_close(od_pg_t *pg);
 
-/** SQLSTATE of an error result ("" if none). */
+/** SQLSTATE of an error result ("" if none, or if `res` is NULL). */
 const char *od_pg_sqlstate(const PGresult *res);
-/** Primary error message of an error result ("" if none). */
+/** Primary error message of an error result ("" if none, or if `res` is NULL). */
 const char *od_pg_errmsg(const PGresult *res);
 
 #endif
