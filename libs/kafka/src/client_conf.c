@@ -87,3 +87,11 @@ int od__kratelimit_allow(od__kratelimit_t *rl, int *suppressed_out)
     rl->suppressed++;
     return 0;
 }
+
+const char *od__kratelimit_note(int suppressed, char *buf, size_t len)
+{
+    if (suppressed <= 0)
+        return "";
+    snprintf(buf, len, " (%d similar lines suppressed)", suppressed);
+    return buf;
+}

@@ -131,17 +131,14 @@ static int part_in(const rd_kafka_topic_partition_list_t *parts, int32_t partiti
 /* Drops (destroys) held messages of `parts` (all if NULL), keeping the order of the rest. */
 static void held_drop(held_fifo_t *f, const rd_kafka_topic_partition_list_t *parts)
 {
-    size_t n = f->len, kept = 0;
+    size_t n = f->len;
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = held_pop(f);
         if (parts == NULL || part_in(parts, m->partition))
             rd_kafka_message_destroy(m);
-        else {
+        else
             held_push(f, m);
-            kept++;
-        }
     }
-    (void)kept;
 }
 
 /* ---- partitions and offsets ---- */
@@ -205,9 +202,10 @@ static void store_offset(od_kcons_t *c, cons_part_t *cp, int32_t partition, int6
         err = tp->err;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         int suppressed;
+        char note[64];
         if (od__kratelimit_allow(&c->rl_store, &suppressed))
-            od_warn("kafka consumer %s: storing offset %s [%d] @ %lld: %s", c->group, c->topic, (int)partition,
-                    (long long)offset, rd_kafka_err2str(err));
+            od_warn("kafka consumer %s: storing offset %s [%d] @ %lld: %s%s", c->group, c->topic, (int)partition,
+                    (long long)offset, rd_kafka_err2str(err), od__kratelimit_note(suppressed, note, sizeof(note)));
     }
 }
 
@@ -248,7 +246,8 @@ static void deliver(od_kcons_t *c, rd_kafka_message_t *m)
         return;
     }
     od_ktoken_t tok = {.partition = m->partition, .offset = m->offset, .generation = c->generation};
-    if (cp->track.len > 0 && m->offset <= cp->track.offsets[(cp->track.head + cp->track.len - 1) & (cp->track.cap - 1)]) {
+    od__ktrack_t *t = &cp->track;
+    if (t->len > 0 && m->offset <= t->offsets[(t->head + t->len - 1) & (t->cap - 1)]) {
         /* An offset at or before one already handed out in this generation
          * (the fetch position moved back, e.g. an offset reset). Deliver it
          * (at least once) but keep it out of the ordered tracker. */
@@ -256,7 +255,7 @@ static void deliver(od_kcons_t *c, rd_kafka_message_t *m)
                 (int)m->partition, (long long)m->offset);
         tok.generation = 0;
     } else {
-        od__ktrack_push(&cp->track, m->offset);
+        od__ktrack_push(t, m->offset);
         c->pending++;
     }
     od_metric_add(c->m_consumed, 1);
@@ -267,11 +266,12 @@ static void deliver(od_kcons_t *c, rd_kafka_message_t *m)
 static void consumer_error(od_kcons_t *c, const rd_kafka_message_t *m)
 {
     int suppressed;
+    char note[64];
     od_metric_add(c->m_errors, 1);
     if (od__kratelimit_allow(&c->rl_error, &suppressed))
-        od_warn("kafka consumer %s: %s [%d]: %s: %s%s", c->group, m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "-",
-                (int)m->partition, rd_kafka_err2name(m->err), rd_kafka_message_errstr(m),
-                suppressed ? " (earlier errors suppressed)" : "");
+        od_warn("kafka consumer %s: %s [%d]: %s: %s%s", c->group,
+                m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "-", (int)m->partition, rd_kafka_err2name(m->err),
+                rd_kafka_message_errstr(m), od__kratelimit_note(suppressed, note, sizeof(note)));
 }
 
 /*
@@ -379,6 +379,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     od_kcons_t *c = opaque;
     int suppressed;
+    char note[64];
     od_metric_add(c->m_errors, 1);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[512];
@@ -387,8 +388,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (od__kratelimit_allow(&c->rl_error, &suppressed))
-        od_warn("kafka consumer %s: %s: %s%s", c->group, rd_kafka_err2name(err), reason,
-                suppressed ? " (earlier errors suppressed)" : "");
+        od_warn("kafka consumer %s: %s: %s%s", c->group, rd_kafka_err2name(err),
+                reason, od__kratelimit_note(suppressed, note, sizeof(note)));
 }
 
 /* Total lag = sum over assigned partitions of "consumer_lag" (log end - committed) */
@@ -468,14 +469,16 @@ od_kcons_t *od_kcons_new(uv_loop_t *loop, const char *brokers, const char *group
     c->paused_parts = rd_kafka_topic_partition_list_new(4);
     char label[256];
     od__klabel(label, sizeof(label), "client", group);
-    c->m_errors = od_counter("outdial_kafka_errors_total", label, "librdkafka errors (error callback and consumer error events)");
+    c->m_errors = od_counter("outdial_kafka_errors_total", label,
+                             "librdkafka errors (error callback and consumer error events)");
     c->m_consumed = od_counter("outdial_kafka_consumed_total", label, "Messages handed to the service");
-    c->m_lag = od_gauge("outdial_kafka_consumer_lag", label, "Messages after the committed offsets of the assigned partitions");
+    c->m_lag = od_gauge("outdial_kafka_consumer_lag", label,
+                        "Messages after the committed offsets of the assigned partitions (-1 unknown)");
     c->m_assigned = od_gauge("outdial_kafka_assigned_partitions", label, "Partitions assigned to this member");
     od_metric_set(c->m_lag, -1);
 
-    if (od__kconf_set_list(conf, defaults, errstr, errlen) != 0 || od__kconf_set_list(conf, extra, errstr, errlen) != 0 ||
-        od__kconf_log(conf, errstr, errlen) != 0)
+    if (od__kconf_set_list(conf, defaults, errstr, errlen) != 0 ||
+        od__kconf_set_list(conf, extra, errstr, errlen) != 0 || od__kconf_log(conf, errstr, errlen) != 0)
         goto fail_conf;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_error);

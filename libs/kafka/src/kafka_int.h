@@ -73,6 +73,8 @@ typedef struct od__kratelimit {
  * dropped, *suppressed_out gets their number (to mention once), else 0.
  */
 int od__kratelimit_allow(od__kratelimit_t *rl, int *suppressed_out);
+/** "" or " (N similar lines suppressed)", to append to the line allowed after a drop. */
+const char *od__kratelimit_note(int suppressed, char *buf, size_t len);
 
 /* ---- offset_tracker.c ---- */
 

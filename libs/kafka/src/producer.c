@@ -79,11 +79,12 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         set_up(p, 1);
     } else {
         int suppressed;
+        char note[64];
         od_metric_add(p->m_failed, 1);
         if (od__kratelimit_allow(&p->rl_dr, &suppressed))
             od_warn("kafka producer %s: delivery to %s failed: %s%s", p->client_id,
                     m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "?", rd_kafka_err2str(m->err),
-                    suppressed ? " (earlier failures suppressed)" : "");
+                    od__kratelimit_note(suppressed, note, sizeof(note)));
     }
     if (dr->cb != NULL)
         dr->cb(dr->arg, m->err);
@@ -94,6 +95,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     od_kprod_t *p = opaque;
     int suppressed;
+    char note[64];
     od_metric_add(p->m_errors, 1);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[512];
@@ -109,8 +111,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         set_up(p, 0);
     if (od__kratelimit_allow(&p->rl_error, &suppressed))
-        od_warn("kafka producer %s: %s: %s%s", p->client_id, rd_kafka_err2name(err), reason,
-                suppressed ? " (earlier errors suppressed)" : "");
+        od_warn("kafka producer %s: %s: %s%s", p->client_id, rd_kafka_err2name(err),
+                reason, od__kratelimit_note(suppressed, note, sizeof(note)));
 }
 
 /* Statistics only ever prove "up": with sparse connections an idle producer
@@ -175,14 +177,15 @@ od_kprod_t *od_kprod_new(uv_loop_t *loop, const char *brokers, const char *clien
     p->inflight_list.prev = p->inflight_list.next = &p->inflight_list;
     char label[256];
     od__klabel(label, sizeof(label), "client", client_id);
-    p->m_errors = od_counter("outdial_kafka_errors_total", label, "librdkafka errors (error callback and consumer error events)");
+    p->m_errors = od_counter("outdial_kafka_errors_total", label,
+                             "librdkafka errors (error callback and consumer error events)");
     p->m_produced = od_counter("outdial_kafka_produced_total", label, "Messages the broker acknowledged (acks=all)");
     p->m_failed = od_counter("outdial_kafka_delivery_failed_total", label, "Messages whose delivery report failed");
     p->m_up = od_gauge("outdial_kafka_producer_up", label, "1 while the producer sees a broker up");
     od_metric_set(p->m_up, 1);
 
-    if (od__kconf_set_list(conf, defaults, errstr, errlen) != 0 || od__kconf_set_list(conf, extra, errstr, errlen) != 0 ||
-        od__kconf_log(conf, errstr, errlen) != 0)
+    if (od__kconf_set_list(conf, defaults, errstr, errlen) != 0 ||
+        od__kconf_set_list(conf, extra, errstr, errlen) != 0 || od__kconf_log(conf, errstr, errlen) != 0)
         goto fail_conf;
     rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
     rd_kafka_conf_set_error_cb(conf, on_error);

@@ -39,7 +39,9 @@ od_kprod_t *od_kprod_new(uv_loop_t *loop, const char *brokers, const char *clien
 /**
  * Produces one message to `topic` (created handles are cached by name).
  * Returns 0 and later calls `cb` exactly once (may be NULL), or returns the
- * librdkafka error at once (e.g. _QUEUE_FULL) and never calls `cb`.
+ * librdkafka error at once (e.g. _QUEUE_FULL) and never calls `cb`. The error
+ * is a nonzero rd_kafka_resp_err_t: librdkafka's local errors are negative,
+ * broker errors such as MSG_SIZE_TOO_LARGE positive.
  */
 int od_kprod_send(od_kprod_t *p, const char *topic, const void *key, size_t keylen, const void *payload, size_t len,
                   od_kprod_cb cb, void *arg);
@@ -54,10 +56,15 @@ int od_kprod_up(const od_kprod_t *p);
  * reports, calling their callbacks, then destroys the producer. Messages not
  * reported in time are purged; their callbacks get the purge error
  * (_PURGE_QUEUE / _PURGE_INFLIGHT), so every callback runs exactly once.
+ * Not from inside this producer's callbacks. The memory is released by the
+ * handles' close callbacks: run the loop afterwards.
  */
 void od_kprod_destroy(od_kprod_t *p, int timeout_ms);
 
-/** The partition murmur2_random gives `key` among `partition_cnt` (what Java clients do). */
+/**
+ * The partition murmur2_random gives `key` among `partition_cnt` (what Java
+ * clients do). A NULL key has no fixed partition: RD_KAFKA_PARTITION_UA (-1).
+ */
 int32_t od_kafka_partition_for(const void *key, size_t keylen, int32_t partition_cnt);
 
 /* ---- consumer ---- */
@@ -123,6 +130,8 @@ int64_t od_kcons_lag(const od_kcons_t *c);
 /**
  * Commits stored offsets, leaves the group (revoke callbacks run), and frees
  * the consumer. Blocks the loop (bounded by librdkafka's session timeouts).
+ * Not from inside this consumer's callbacks. The memory is released by the
+ * handles' close callbacks: run the loop afterwards.
  */
 void od_kcons_destroy(od_kcons_t *c);
 
