@@ -141,10 +141,12 @@ def test_postgres_restart_mid_stream(system, infra):
 def test_sigterm_under_load_drains(system, name):
     p = system.new_project(pacing=3000, **NO_LIMITS)
     # calls in every stage: some in flight for a while when the signal comes
-    slow = [assert_accepted(p.api.create_call(phone(0), metadata={"sim_talk_ms": 1500}))["id"]
+    slow = [assert_accepted(p.api.create_call(phone(0), metadata={"sim_talk_ms": 3000}))["id"]
             for _ in range(3)]
     with Poster(system.url, p.key, threads=2, interval=0.05) as poster:
-        time.sleep(1.5)
+        time.sleep(1.0)
+        for i in slow:  # in the middle of their conversation when the signal comes
+            wait_status(system, i, ("connected",), timeout=20)
         svc = system.services[name]
         t0 = time.monotonic()
         rc = svc.term(timeout=30)

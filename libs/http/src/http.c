@@ -132,6 +132,61 @@ static void on_connection(uv_stream_t *listener, int status)
     h2o_accept(&http->accept_ctx, sock);
 }
 
+/*
+ * h2o answers some errors itself before any handler runs (413 for a body over
+ * max_request_entity_size, 400 for malformed HTTP), as text/plain. This
+ * output filter turns those into problem+json like every other error.
+ */
+typedef struct problem_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} problem_ostream_t;
+
+static void problem_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                            h2o_send_state_t state)
+{
+    problem_ostream_t *po = (problem_ostream_t *)self;
+    (void)bufs, (void)bufcnt;
+    if (h2o_send_state_is_in_progress(state)) {
+        h2o_ostream_send_next(self, req, NULL, 0, state);
+        return;
+    }
+    h2o_ostream_send_next(self, req, &po->body, 1, state);
+}
+
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (req->res.status >= 400 && ct >= 0 &&
+        h2o_memis(req->res.headers.entries[ct].value.base, OD_MIN(req->res.headers.entries[ct].value.len, 10),
+                  H2O_STRLIT("text/plain"))) {
+        const char *code = req->res.status == 413   ? "body_too_large"
+                           : req->res.status == 400 ? "bad_request"
+                                                    : "http_error";
+        const char *detail = req->res.status == 413 ? "the request body is larger than this server accepts"
+                                                    : "the HTTP request could not be processed";
+        char buf[512];
+        int n = snprintf(buf, sizeof(buf),
+                         "{\"type\":\"/problems/%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\","
+                         "\"code\":\"%s\"}",
+                         code, reason_of(req->res.status), req->res.status, detail, code);
+        req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/problem+json"));
+        req->res.content_length = (size_t)n;
+        problem_ostream_t *po = (problem_ostream_t *)h2o_add_ostream(req, sizeof(*po), slot);
+        po->super.do_send = problem_do_send;
+        po->body = h2o_strdup(&req->pool, buf, (size_t)n);
+        slot = &po->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+static void add_problem_filter(h2o_pathconf_t *pathconf)
+{
+    h2o_filter_t *f = h2o_create_filter(pathconf, sizeof(*f));
+    f->on_setup_ostream = on_setup_ostream;
+}
+
 od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_entity, char *errstr, size_t errlen)
 {
     static int sigpipe_ignored;
@@ -151,6 +206,8 @@ od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_e
     handler_t *handler = (handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
     handler->super.on_req = on_req;
     handler->http = http;
+    add_problem_filter(pathconf);
+    add_problem_filter(&hostconf->fallback_path);
     h2o_context_init(&http->ctx, loop, &http->config);
     http->accept_ctx.ctx = &http->ctx;
     http->accept_ctx.hosts = http->config.hosts;
