@@ -235,28 +235,30 @@ static int param_uuid(ctx_t *ctx, int i, char out[37])
     return 0;
 }
 
-static void route_get_call(ctx_t *ctx, h2o_req_t *req)
+/* An operation on one object named by the path's id; a malformed id is as unknown as a missing one. */
+static void api_call_by_id(ctx_t *ctx, const char *op, const char *what)
 {
-    (void)req;
     char id[37];
     if (param_uuid(ctx, 0, id) != 0) {
-        reply_problem(ctx, 404, "not_found", "no such call in this project", NULL);
+        char detail[64];
+        snprintf(detail, sizeof(detail), "no such %s in this project", what);
+        reply_problem(ctx, 404, "not_found", detail, NULL);
         ctx_free(ctx);
         return;
     }
-    api_call(ctx, "get_call", json_pack("{ss}", "id", id));
+    api_call(ctx, op, json_pack("{ss}", "id", id));
+}
+
+static void route_get_call(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    api_call_by_id(ctx, "get_call", "call");
 }
 
 static void route_cancel_call(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    char id[37];
-    if (param_uuid(ctx, 0, id) != 0) {
-        reply_problem(ctx, 404, "not_found", "no such call in this project", NULL);
-        ctx_free(ctx);
-        return;
-    }
-    api_call(ctx, "cancel_call", json_pack("{ss}", "id", id));
+    api_call_by_id(ctx, "cancel_call", "call");
 }
 
 static void bad_param(ctx_t *ctx, const char *field, const char *message)
@@ -340,13 +342,7 @@ static void route_list_keys(ctx_t *ctx, h2o_req_t *req)
 static void route_revoke_key(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    char id[37];
-    if (param_uuid(ctx, 0, id) != 0) {
-        reply_problem(ctx, 404, "not_found", "no such API key in this project", NULL);
-        ctx_free(ctx);
-        return;
-    }
-    api_call(ctx, "revoke_key", json_pack("{ss}", "id", id));
+    api_call_by_id(ctx, "revoke_key", "API key");
 }
 
 static void route_create_key(ctx_t *ctx, h2o_req_t *req)
