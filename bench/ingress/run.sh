@@ -19,10 +19,10 @@ echo "== GET /healthz ($DUR s, $CONNS connections)"
 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$OUTDIAL_URL/healthz" | tee "$out/healthz.txt"
 
 cat >"$out/post.lua" <<LUA
-local counter = 0
-local tid = 0
-function setup(thread) tid = tid + 1; thread:set("tid", tid) end
-function init(args) counter = 0 end
+-- globals, not locals: thread:set() gives each thread its own "tid"
+threads = 0
+counter = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $BENCH_KEY"
 wrk.headers["Content-Type"] = "application/json"

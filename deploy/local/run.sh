@@ -41,6 +41,7 @@ stop() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   "$ROOT/deploy/local/infra.sh" stop "$DATA/infra" || true
   echo "stopped." >&2
+  exit 0
 }
 trap stop INT TERM EXIT
 
@@ -74,3 +75,4 @@ echo "           -d '{\"scenario\":\"appointment_reminder\",\"phone\":\"+3412345
 echo "Ctrl-C stops everything."
 wait -n "${pids[@]}" || true
 echo "a service exited; see $DATA/logs" >&2
+exit 1

@@ -11,8 +11,14 @@ CREATE TABLE projects (
     wallet_micros        bigint NOT NULL DEFAULT 0,
     price_per_min_micros bigint NOT NULL DEFAULT 100000 CHECK (price_per_min_micros >= 0),
     currency             text NOT NULL DEFAULT 'USD',
-    pace_tat             timestamptz,          -- pacing GCRA state: next dispatch allowed at
     created_at           timestamptz NOT NULL DEFAULT now()
+);
+
+-- Pacing state apart from the project row, so that dispatching never waits
+-- for a wallet debit holding the project row (and the other way round).
+CREATE TABLE project_pacing (
+    project_id uuid PRIMARY KEY REFERENCES projects ON DELETE CASCADE,
+    pace_tat   timestamptz NOT NULL           -- GCRA state: the next dispatch is allowed at
 );
 
 CREATE TABLE scenarios (

@@ -6,95 +6,139 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
 $$;
 
-CREATE OR REPLACE FUNCTION od_call_json(c calls, with_events boolean) RETURNS json
+-- The call object of the API. A single SELECT, so PostgreSQL inlines it
+-- (ten times faster than a function it has to call: this is on the accept path).
+CREATE OR REPLACE FUNCTION od_call_json(c calls) RETURNS json
 LANGUAGE sql STABLE AS $$
-    WITH o AS (SELECT json_build_object(
+    SELECT json_build_object(
         'id', c.id, 'status', c.status, 'final_state', c.final_state, 'outcome', c.outcome,
         'goal_completed', c.goal_completed, 'scenario', c.scenario, 'phone', c.phone,
         'metadata', c.metadata, 'scheduled_for', od_ts(c.scheduled_for), 'caller_id', c.caller_id,
         'batch_id', c.batch_id, 'created_at', od_ts(c.created_at), 'dialed_at', od_ts(c.dialed_at),
         'connected_at', od_ts(c.connected_at), 'ended_at', od_ts(c.ended_at),
         'duration_s', round(c.duration_ms / 1000.0, 3), 'billed_s', c.billed_s,
-        'cost_micros', c.cost_micros)::text AS t)
-    -- the events list only on GET by id: spliced into the object text to keep the key order
-    SELECT CASE WHEN with_events THEN (
-        left(o.t, -1) || ', "events" : ' || (
+        'cost_micros', c.cost_micros)
+$$;
+
+-- The call object with its events (GET /v1/calls/{id}): the list is spliced
+-- into the object's text to keep the key order.
+CREATE OR REPLACE FUNCTION od_call_json_events(c calls) RETURNS json
+LANGUAGE sql STABLE AS $$
+    SELECT (left(od_call_json(c)::text, -1) || ', "events" : ' || (
             SELECT coalesce(json_agg(json_build_object('status', e.status, 'at', od_ts(e.at), 'detail', e.detail)
                                      ORDER BY e.id), '[]'::json)::text
               FROM call_events e WHERE e.call_id = c.id) || '}')::json
-    ELSE o.t::json END
-      FROM o
 $$;
 
--- GCRA over one bucket (see libs/core/include/od/gcra.h): `limit` requests
--- per `period_s`, the whole limit as burst. With apply = false it only looks.
-CREATE OR REPLACE FUNCTION od_gcra(p_bucket text, p_now timestamptz, p_limit integer, p_period_s double precision,
-                                   p_apply boolean,
-                                   OUT allowed boolean, OUT retry_after_ms bigint, OUT remaining integer,
-                                   OUT reset_s integer)
-LANGUAGE plpgsql AS $$
+-- GCRA (see libs/core/include/od/gcra.h), one step, pure: `limit` requests
+-- per `period_s` with the whole limit as burst. `tat` is the new state when
+-- allowed, else the old one.
+CREATE OR REPLACE FUNCTION od_gcra_step(p_tat timestamptz, p_now timestamptz, p_limit integer,
+                                        p_period_s double precision,
+                                        OUT allowed boolean, OUT tat timestamptz, OUT retry_after_ms bigint,
+                                        OUT remaining integer, OUT reset_s integer)
+LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    t   interval := make_interval(secs => p_period_s / p_limit);
+    t   interval := greatest(make_interval(secs => p_period_s / p_limit), interval '1 microsecond');
     tau interval := make_interval(secs => p_period_s / p_limit * (p_limit - 1));
-    v_tat timestamptz;
+    cur timestamptz := greatest(coalesce(p_tat, p_now), p_now);
 BEGIN
-    SELECT r.tat INTO v_tat FROM rate_limits r WHERE r.bucket = p_bucket FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO rate_limits (bucket, tat) VALUES (p_bucket, p_now) ON CONFLICT DO NOTHING;
-        SELECT r.tat INTO v_tat FROM rate_limits r WHERE r.bucket = p_bucket FOR UPDATE;
-    END IF;
-    v_tat := greatest(v_tat, p_now);
-    IF p_now < v_tat - tau THEN
+    IF p_now < cur - tau THEN
         allowed := false;
-        retry_after_ms := ceil(extract(epoch FROM (v_tat - tau - p_now)) * 1000);
+        tat := p_tat;
+        retry_after_ms := ceil(extract(epoch FROM (cur - tau - p_now)) * 1000);
         remaining := 0;
-        reset_s := ceil(extract(epoch FROM (v_tat - p_now)));
+        reset_s := ceil(extract(epoch FROM (cur - p_now)));
         RETURN;
     END IF;
     allowed := true;
+    tat := cur + t;
     retry_after_ms := 0;
-    remaining := greatest(0, floor(extract(epoch FROM (p_now + tau - (v_tat + t))) / extract(epoch FROM t))::integer + 1);
-    reset_s := ceil(extract(epoch FROM (v_tat + t - p_now)));
-    IF p_apply THEN
-        UPDATE rate_limits SET tat = v_tat + t WHERE bucket = p_bucket;
-    END IF;
+    remaining := greatest(0, floor(extract(epoch FROM (p_now + tau - tat)) / extract(epoch FROM t))::integer + 1);
+    reset_s := ceil(extract(epoch FROM (tat - p_now)));
 END
 $$;
 
--- Rate-limit one request of an API key: the hourly budget over all requests
--- and, for POST /v1/calls, the per-minute budget. Returns the answer for the
--- RateLimit headers: {"ok","retry_after_ms","policy","remaining","reset"}
--- (policy is the tighter of the two).
+-- One request of an API key against its budgets: the hourly one over all
+-- requests and, for POST /v1/calls (p_calls_per_min not NULL), the
+-- per-minute one. Pure: takes the buckets' states, returns the new ones
+-- (unchanged when refused) and the answer for the RateLimit headers
+-- {"ok","retry_after_ms","policy","limit","window","remaining","reset"}
+-- (policy: the tighter budget, or the one that refused).
+CREATE OR REPLACE FUNCTION od_rate_decide(p_h_tat timestamptz, p_c_tat timestamptz, p_now timestamptz,
+                                          p_calls_per_min integer, p_req_per_hour integer,
+                                          OUT rl jsonb, OUT h_tat timestamptz, OUT c_tat timestamptz)
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    h record;
+    c record;
+BEGIN
+    h_tat := p_h_tat;
+    c_tat := p_c_tat;
+    h := od_gcra_step(p_h_tat, p_now, p_req_per_hour, 3600);
+    IF p_calls_per_min IS NOT NULL THEN
+        c := od_gcra_step(p_c_tat, p_now, p_calls_per_min, 60);
+        IF NOT c.allowed THEN
+            rl := jsonb_build_object('ok', false, 'retry_after_ms', c.retry_after_ms, 'policy', 'calls',
+                                     'limit', p_calls_per_min, 'window', 60, 'remaining', 0, 'reset', c.reset_s);
+            RETURN;
+        END IF;
+    END IF;
+    IF NOT h.allowed THEN
+        rl := jsonb_build_object('ok', false, 'retry_after_ms', h.retry_after_ms, 'policy', 'requests',
+                                 'limit', p_req_per_hour, 'window', 3600, 'remaining', 0, 'reset', h.reset_s);
+        RETURN;
+    END IF;
+    h_tat := h.tat;
+    IF p_calls_per_min IS NOT NULL THEN
+        c_tat := c.tat;
+        IF c.remaining <= h.remaining THEN
+            rl := jsonb_build_object('ok', true, 'policy', 'calls', 'limit', p_calls_per_min, 'window', 60,
+                                     'remaining', c.remaining, 'reset', c.reset_s);
+            RETURN;
+        END IF;
+    END IF;
+    rl := jsonb_build_object('ok', true, 'policy', 'requests', 'limit', p_req_per_hour, 'window', 3600,
+                             'remaining', h.remaining, 'reset', h.reset_s);
+END
+$$;
+
+-- The two buckets of a key, locked until the end of the transaction (every
+-- ingress copy shares them).
+CREATE OR REPLACE FUNCTION od_rate_lock(p_key_id uuid, OUT h_tat timestamptz, OUT c_tat timestamptz)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT r.tat INTO h_tat FROM rate_limits r WHERE r.bucket = 'h:' || p_key_id FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO rate_limits (bucket, tat) VALUES ('h:' || p_key_id, '-infinity'), ('c:' || p_key_id, '-infinity')
+        ON CONFLICT DO NOTHING;
+        SELECT r.tat INTO h_tat FROM rate_limits r WHERE r.bucket = 'h:' || p_key_id FOR UPDATE;
+    END IF;
+    SELECT r.tat INTO c_tat FROM rate_limits r WHERE r.bucket = 'c:' || p_key_id FOR UPDATE;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION od_rate_store(p_key_id uuid, p_h_tat timestamptz, p_c_tat timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE rate_limits SET tat = CASE bucket WHEN 'h:' || p_key_id THEN p_h_tat ELSE p_c_tat END
+     WHERE bucket IN ('h:' || p_key_id, 'c:' || p_key_id)
+$$;
+
+-- Rate-limit one request (every endpoint but POST /v1/calls, which decides
+-- a whole group of requests in od_accept_calls).
 CREATE OR REPLACE FUNCTION od_rate_take(p_key_id uuid, p_calls_per_min integer, p_req_per_hour integer,
                                         p_now timestamptz) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    h record;
-    c record;
-    per_call boolean := p_calls_per_min IS NOT NULL;
+    cur record;
+    d   record;
 BEGIN
-    h := od_gcra('h:' || p_key_id, p_now, p_req_per_hour, 3600, false);
-    IF per_call THEN
-        c := od_gcra('c:' || p_key_id, p_now, p_calls_per_min, 60, false);
-        IF NOT c.allowed THEN
-            RETURN jsonb_build_object('ok', false, 'retry_after_ms', c.retry_after_ms, 'policy', 'calls',
-                                      'limit', p_calls_per_min, 'window', 60, 'remaining', 0, 'reset', c.reset_s);
-        END IF;
+    cur := od_rate_lock(p_key_id);
+    d := od_rate_decide(cur.h_tat, cur.c_tat, p_now, p_calls_per_min, p_req_per_hour);
+    IF (d.rl->>'ok')::boolean THEN
+        PERFORM od_rate_store(p_key_id, d.h_tat, d.c_tat);
     END IF;
-    IF NOT h.allowed THEN
-        RETURN jsonb_build_object('ok', false, 'retry_after_ms', h.retry_after_ms, 'policy', 'requests',
-                                  'limit', p_req_per_hour, 'window', 3600, 'remaining', 0, 'reset', h.reset_s);
-    END IF;
-    h := od_gcra('h:' || p_key_id, p_now, p_req_per_hour, 3600, true);
-    IF per_call THEN
-        c := od_gcra('c:' || p_key_id, p_now, p_calls_per_min, 60, true);
-        IF c.remaining <= h.remaining THEN
-            RETURN jsonb_build_object('ok', true, 'policy', 'calls', 'limit', p_calls_per_min, 'window', 60,
-                                      'remaining', c.remaining, 'reset', c.reset_s);
-        END IF;
-    END IF;
-    RETURN jsonb_build_object('ok', true, 'policy', 'requests', 'limit', p_req_per_hour, 'window', 3600,
-                              'remaining', h.remaining, 'reset', h.reset_s);
+    RETURN d.rl;
 END
 $$;
 
@@ -146,7 +190,8 @@ CREATE OR REPLACE FUNCTION od_accept_calls(p_reqs jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     q       jsonb;
-    res     jsonb := '[]'::jsonb;
+    res     jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(p_reqs)]);
+    i       bigint;
     idem    idempotency_keys;
     rl      jsonb;
     proj    record;
@@ -154,33 +199,50 @@ DECLARE
     c       calls;
     now_    timestamptz := now();
     body    text;
+    rl_key  uuid;
+    h_tat   timestamptz;
+    c_tat   timestamptz;
 BEGIN
-    FOR q IN SELECT * FROM jsonb_array_elements(p_reqs) LOOP
+    -- requests are decided grouped by API key (ascending): a key's rate-limit rows
+    -- are locked once, and in the same order by every transaction (no deadlock);
+    -- the answers come back in the order of the requests
+    FOR q, i IN SELECT x.value, x.ordinality FROM jsonb_array_elements(p_reqs) WITH ORDINALITY x
+                 ORDER BY x.value->>'key_id', x.ordinality LOOP
         IF q->>'idem_key' IS NOT NULL THEN
             SELECT * INTO idem FROM idempotency_keys
              WHERE project_id = (q->>'project_id')::uuid AND key = q->>'idem_key';
             IF FOUND THEN
-                res := res || od_idem_decide(idem, q->>'request_hash', now_);
+                res[i] := od_idem_decide(idem, q->>'request_hash', now_);
                 CONTINUE;
             END IF;
         END IF;
 
-        rl := od_rate_take((q->>'key_id')::uuid, (q->>'calls_per_min')::integer,
-                           (q->>'requests_per_hour')::integer, now_);
+        -- the key's buckets stay in variables while consecutive requests share the key
+        -- (the usual group); they are written back when the key changes and at the end
+        IF rl_key IS DISTINCT FROM (q->>'key_id')::uuid THEN
+            IF rl_key IS NOT NULL THEN
+                PERFORM od_rate_store(rl_key, h_tat, c_tat);
+            END IF;
+            rl_key := (q->>'key_id')::uuid;
+            SELECT * INTO h_tat, c_tat FROM od_rate_lock(rl_key);
+        END IF;
+        SELECT * INTO rl, h_tat, c_tat
+          FROM od_rate_decide(h_tat, c_tat, now_, (q->>'calls_per_min')::integer,
+                              (q->>'requests_per_hour')::integer);
         IF NOT (rl->>'ok')::boolean THEN
-            res := res || jsonb_build_object('r', 'rate_limited', 'rl', rl);
+            res[i] := jsonb_build_object('r', 'rate_limited', 'rl', rl);
             CONTINUE;
         END IF;
 
         SELECT wallet_micros INTO proj FROM projects WHERE id = (q->>'project_id')::uuid;
         IF NOT EXISTS (SELECT 1 FROM scenarios WHERE project_id = (q->>'project_id')::uuid AND idn = q->>'scenario') THEN
-            res := res || jsonb_build_object('r', 'unknown_scenario', 'rl', rl);
+            res[i] := jsonb_build_object('r', 'unknown_scenario', 'rl', rl);
             CONTINUE;
         END IF;
         caller := q->>'caller_id';
         IF caller IS NOT NULL THEN
             IF NOT EXISTS (SELECT 1 FROM caller_ids WHERE project_id = (q->>'project_id')::uuid AND phone = caller) THEN
-                res := res || jsonb_build_object('r', 'caller_id_not_verified', 'rl', rl);
+                res[i] := jsonb_build_object('r', 'caller_id_not_verified', 'rl', rl);
                 CONTINUE;
             END IF;
         ELSE
@@ -188,11 +250,11 @@ BEGIN
              ORDER BY verified_at, phone LIMIT 1;
         END IF;
         IF EXISTS (SELECT 1 FROM dnc WHERE project_id = (q->>'project_id')::uuid AND phone = q->>'phone') THEN
-            res := res || jsonb_build_object('r', 'phone_on_dnc_list', 'rl', rl);
+            res[i] := jsonb_build_object('r', 'phone_on_dnc_list', 'rl', rl);
             CONTINUE;
         END IF;
         IF proj.wallet_micros <= 0 THEN
-            res := res || jsonb_build_object('r', 'insufficient_funds', 'rl', rl);
+            res[i] := jsonb_build_object('r', 'insufficient_funds', 'rl', rl);
             CONTINUE;
         END IF;
 
@@ -206,7 +268,7 @@ BEGIN
                 -- a concurrent transaction stored it first: decide as above
                 SELECT * INTO idem FROM idempotency_keys
                  WHERE project_id = (q->>'project_id')::uuid AND key = q->>'idem_key';
-                res := res || od_idem_decide(idem, q->>'request_hash', now_);
+                res[i] := od_idem_decide(idem, q->>'request_hash', now_);
                 CONTINUE;
             END IF;
         END IF;
@@ -218,15 +280,18 @@ BEGIN
                 greatest(coalesce((q->>'scheduled_for')::timestamptz, now_), now_), now_)
         RETURNING * INTO c;
         INSERT INTO call_events (call_id, status, at) VALUES (c.id, 'queued', now_);
-        body := od_call_json(c, false)::text;
+        body := od_call_json(c)::text;
         IF q->>'idem_key' IS NOT NULL THEN
             UPDATE idempotency_keys SET response = body
              WHERE project_id = c.project_id AND key = q->>'idem_key';
         END IF;
-        res := res || jsonb_build_object('r', 'accepted', 'status', 202, 'body', body, 'rl', rl,
+        res[i] := jsonb_build_object('r', 'accepted', 'status', 202, 'body', body, 'rl', rl,
                                          'due_ms', floor(extract(epoch FROM c.due_at) * 1000)::bigint);
     END LOOP;
-    RETURN res;
+    IF rl_key IS NOT NULL THEN
+        PERFORM od_rate_store(rl_key, h_tat, c_tat);
+    END IF;
+    RETURN to_jsonb(res);
 END
 $$;
 
@@ -266,7 +331,7 @@ BEGIN
         IF NOT FOUND THEN
             out := jsonb_build_object('status', 404, 'code', 'not_found');
         ELSE
-            out := jsonb_build_object('status', 200, 'body', od_call_json(c, true)::text);
+            out := jsonb_build_object('status', 200, 'body', od_call_json_events(c)::text);
         END IF;
     WHEN 'list_calls' THEN
         out := jsonb_build_object('status', 200, 'body', od_list_calls(p_project, p_args)::text);
@@ -334,7 +399,7 @@ BEGIN
          ORDER BY c.id DESC
          LIMIT lim + 1) x;
     RETURN json_build_object(
-        'data', (SELECT coalesce(json_agg(od_call_json(c, false) ORDER BY c.id DESC), '[]')
+        'data', (SELECT coalesce(json_agg(od_call_json(c) ORDER BY c.id DESC), '[]')
                    FROM unnest(page[1:lim]) AS c),
         'next_cursor', CASE WHEN cardinality(page) > lim THEN page[lim].id END);
 END
@@ -351,7 +416,7 @@ BEGIN
     RETURNING * INTO c;
     IF FOUND THEN
         INSERT INTO call_events (call_id, status, at, detail) VALUES (c.id, 'canceled', now(), 'canceled by request');
-        RETURN jsonb_build_object('status', 200, 'body', od_call_json(c, true)::text);
+        RETURN jsonb_build_object('status', 200, 'body', od_call_json_events(c)::text);
     END IF;
     SELECT * INTO c FROM calls WHERE id = p_id AND project_id = p_project;
     IF NOT FOUND THEN
@@ -381,7 +446,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Scheduler: dispatch some due calls of one project, in the given order, as
--- far as the project's pacing (a GCRA with no burst, state in projects.pace_tat)
+-- far as the project's pacing (a GCRA with no burst, state in project_pacing)
 -- allows. Compare-and-set on each call (still queued, not dispatched); DNC
 -- re-check (-> dnc_blocked); a project whose wallet is empty is held.
 -- Returns {"r":"ok"|"hold", "next_ms": when the next dispatch is allowed,
@@ -397,7 +462,7 @@ DECLARE
     c     calls;
     out   jsonb := '[]'::jsonb;
 BEGIN
-    SELECT * INTO proj FROM projects WHERE id = p_project FOR UPDATE;
+    SELECT * INTO proj FROM projects WHERE id = p_project;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('r', 'gone', 'calls', '[]'::jsonb);
     END IF;
@@ -405,7 +470,10 @@ BEGIN
         RETURN jsonb_build_object('r', 'hold', 'calls', '[]'::jsonb);
     END IF;
     t := make_interval(secs => 60.0 / proj.pacing_per_min);
-    tat := coalesce(proj.pace_tat, now_);
+    -- the pacing state is locked: two schedulers owning the project for a moment
+    -- (a rebalance) still pace it as one
+    INSERT INTO project_pacing (project_id, pace_tat) VALUES (p_project, now_) ON CONFLICT DO NOTHING;
+    SELECT pace_tat INTO tat FROM project_pacing WHERE project_id = p_project FOR UPDATE;
     FOREACH cid IN ARRAY p_ids LOOP
         IF now_ < tat THEN
             out := out || jsonb_build_object('id', cid, 'r', 'wait');
@@ -432,7 +500,7 @@ BEGIN
             'scenario', c.scenario, 'metadata', c.metadata, 'caller_id', c.caller_id, 'batch_id', c.batch_id,
             'dispatched_at', od_ts(now_))::text);
     END LOOP;
-    UPDATE projects SET pace_tat = tat WHERE id = p_project;
+    UPDATE project_pacing SET pace_tat = tat WHERE project_id = p_project;
     RETURN jsonb_build_object('r', 'ok', 'next_ms', floor(extract(epoch FROM greatest(tat, now_)) * 1000)::bigint,
                               'calls', out);
 END
@@ -470,10 +538,15 @@ $$;
 -- Dialer: keep the lease of the calls it still has in flight.
 CREATE OR REPLACE FUNCTION od_lease_renew(p_dialer text, p_ids uuid[], p_lease_s integer) RETURNS integer
 LANGUAGE sql AS $$
-    WITH u AS (
-        UPDATE calls SET lease_until = now() + make_interval(secs => p_lease_s)
+    -- rows are locked in id order, as od_apply_events does: no deadlock between them
+    WITH mine AS (
+        SELECT id FROM calls
          WHERE id = ANY (p_ids) AND dialer_id = p_dialer AND status IN ('dialing', 'connected')
            AND lease_until IS NOT NULL
+         ORDER BY id FOR UPDATE),
+    u AS (
+        UPDATE calls c SET lease_until = now() + make_interval(secs => p_lease_s)
+          FROM mine WHERE c.id = mine.id
         RETURNING 1)
     SELECT count(*)::integer FROM u
 $$;
@@ -482,8 +555,11 @@ $$;
 -- leave them to the outcome service.
 CREATE OR REPLACE FUNCTION od_lease_release(p_dialer text, p_ids uuid[]) RETURNS void
 LANGUAGE sql AS $$
-    UPDATE calls SET lease_until = NULL
-     WHERE id = ANY (p_ids) AND dialer_id = p_dialer AND status IN ('dialing', 'connected')
+    WITH mine AS (
+        SELECT id FROM calls
+         WHERE id = ANY (p_ids) AND dialer_id = p_dialer AND status IN ('dialing', 'connected')
+         ORDER BY id FOR UPDATE)
+    UPDATE calls c SET lease_until = NULL FROM mine WHERE c.id = mine.id
 $$;
 
 -- Outcome: apply call events in order, one transaction. Each element:
@@ -503,6 +579,10 @@ DECLARE
     cost    bigint;
     applied integer := 0;
 BEGIN
+    -- lock the calls in id order first (as the dialer's lease updates do), so
+    -- concurrent transactions on the same calls queue instead of deadlocking
+    PERFORM 1 FROM calls WHERE id IN (SELECT (x->>'call_id')::uuid FROM jsonb_array_elements(p_events) x)
+     ORDER BY id FOR UPDATE;
     FOR e IN SELECT * FROM jsonb_array_elements(p_events) LOOP
         at_ := to_timestamp((e->>'at_us')::double precision / 1e6);
         IF e->>'status' = 'dialing' THEN

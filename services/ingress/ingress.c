@@ -75,6 +75,7 @@ struct ingress {
     /* requests of this loop turn waiting for od_accept_calls */
     ctx_t *group_head, **group_tail;
     int group_n;
+    int groups_inflight;     /* od_accept_calls statements sent and not answered */
     uv_check_t group_check;
     /* accepted calls waiting for their delivery report, oldest first */
     h2o_linklist_t awaiting_publish;
@@ -548,6 +549,8 @@ static void accept_result(ctx_t *ctx, json_t *r)
     ctx_free(ctx);
 }
 
+static void on_group_check(uv_check_t *h);
+
 static void on_accept_result(void *arg, int status, PGresult *res)
 {
     accept_group_t *g = arg;
@@ -568,15 +571,26 @@ static void on_accept_result(void *arg, int status, PGresult *res)
         }
     }
     json_decref(results);
+    /* group commit: what arrived while this group was in PostgreSQL goes next, as one group */
+    ingress_t *in = g->in;
+    in->groups_inflight--;
+    if (in->group_head != NULL)
+        uv_check_start(&in->group_check, on_group_check);
     free(g);
 }
 
-/* End of the loop turn: send the requests gathered in it as one statement. */
+/*
+ * End of the loop turn: send the requests gathered as one statement. At most
+ * one group per PostgreSQL connection is in flight: the requests of one API
+ * key serialise on its rate-limit rows anyway, so more small transactions
+ * would only wait for each other's commit; instead, what arrives meanwhile
+ * joins the next group (group commit).
+ */
 static void on_group_check(uv_check_t *h)
 {
     ingress_t *in = h->data;
     uv_check_stop(h);
-    while (in->group_head != NULL) {
+    while (in->group_head != NULL && in->groups_inflight < in->conf->common.pg_conns) {
         accept_group_t *g = od_calloc(1, sizeof(*g));
         g->in = in;
         json_t *arr = json_array();
@@ -601,7 +615,8 @@ static void on_group_check(uv_check_t *h)
                                meta, "scheduled_for", sched[0] ? sched : NULL, "caller_id",
                                ctx->creq.caller_id[0] ? ctx->creq.caller_id : NULL));
         }
-        in->group_n = 0;
+        in->group_n -= g->n;
+        in->groups_inflight++;
         od_metric_observe(m.group_size, g->n);
         char *text = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);
@@ -611,7 +626,8 @@ static void on_group_check(uv_check_t *h)
         if (rc != 0)
             on_accept_result(g, OD_PG_EUNAVAIL, NULL);
     }
-    in->group_tail = &in->group_head;
+    if (in->group_head == NULL)
+        in->group_tail = &in->group_head;
 }
 
 static void route_create_call(ctx_t *ctx, h2o_req_t *req)
@@ -666,8 +682,8 @@ static void route_create_call(ctx_t *ctx, h2o_req_t *req)
     od_uuid7(ctx->call_id);
     *in->group_tail = ctx;
     in->group_tail = &ctx->next;
-    if (in->group_n++ == 0)
-        uv_check_start(&in->group_check, on_group_check);
+    in->group_n++;
+    uv_check_start(&in->group_check, on_group_check);
 }
 
 /* ---- routing and authentication ---- */
