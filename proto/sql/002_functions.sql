@@ -21,13 +21,18 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The call object with its events (GET /v1/calls/{id}): the list is spliced
--- into the object's text to keep the key order.
+-- into the object's text to keep the key order. The first event, queued, is
+-- the call's creation (calls.created_at), not a row of call_events: the
+-- accept path writes one row per call less.
 CREATE OR REPLACE FUNCTION od_call_json_events(c calls) RETURNS json
 LANGUAGE sql STABLE AS $$
     SELECT (left(od_call_json(c)::text, -1) || ', "events" : ' || (
-            SELECT coalesce(json_agg(json_build_object('status', e.status, 'at', od_ts(e.at), 'detail', e.detail)
-                                     ORDER BY e.id), '[]'::json)::text
-              FROM call_events e WHERE e.call_id = c.id) || '}')::json
+            SELECT json_agg(ev ORDER BY ord, id)::text FROM (
+                SELECT 0 AS ord, 0::bigint AS id,
+                       json_build_object('status', 'queued', 'at', od_ts(c.created_at), 'detail', NULL) AS ev
+                UNION ALL
+                SELECT 1, e.id, json_build_object('status', e.status, 'at', od_ts(e.at), 'detail', e.detail)
+                  FROM call_events e WHERE e.call_id = c.id) x) || '}')::json
 $$;
 
 -- GCRA (see libs/core/include/od/gcra.h), one step, pure: `limit` requests
@@ -194,8 +199,7 @@ DECLARE
     i       bigint;
     idem    idempotency_keys;
     rl      jsonb;
-    proj    record;
-    caller  text;
+    chk     record;
     c       calls;
     now_    timestamptz := now();
     body    text;
@@ -234,56 +238,53 @@ BEGIN
             CONTINUE;
         END IF;
 
-        SELECT wallet_micros INTO proj FROM projects WHERE id = (q->>'project_id')::uuid;
-        IF NOT EXISTS (SELECT 1 FROM scenarios WHERE project_id = (q->>'project_id')::uuid AND idn = q->>'scenario') THEN
+        -- the project's rules in one look-up
+        SELECT p.wallet_micros,
+               EXISTS (SELECT 1 FROM scenarios s WHERE s.project_id = p.id AND s.idn = q->>'scenario') AS scenario_ok,
+               CASE WHEN q->>'caller_id' IS NULL
+                    THEN (SELECT ci.phone FROM caller_ids ci WHERE ci.project_id = p.id
+                           ORDER BY ci.verified_at, ci.phone LIMIT 1)
+                    ELSE (SELECT ci.phone FROM caller_ids ci WHERE ci.project_id = p.id AND ci.phone = q->>'caller_id')
+               END AS caller,
+               EXISTS (SELECT 1 FROM dnc d WHERE d.project_id = p.id AND d.phone = q->>'phone') AS on_dnc
+          INTO chk FROM projects p WHERE p.id = (q->>'project_id')::uuid;
+        IF NOT chk.scenario_ok THEN
             res[i] := jsonb_build_object('r', 'unknown_scenario', 'rl', rl);
             CONTINUE;
         END IF;
-        caller := q->>'caller_id';
-        IF caller IS NOT NULL THEN
-            IF NOT EXISTS (SELECT 1 FROM caller_ids WHERE project_id = (q->>'project_id')::uuid AND phone = caller) THEN
-                res[i] := jsonb_build_object('r', 'caller_id_not_verified', 'rl', rl);
-                CONTINUE;
-            END IF;
-        ELSE
-            SELECT phone INTO caller FROM caller_ids WHERE project_id = (q->>'project_id')::uuid
-             ORDER BY verified_at, phone LIMIT 1;
+        IF q->>'caller_id' IS NOT NULL AND chk.caller IS NULL THEN
+            res[i] := jsonb_build_object('r', 'caller_id_not_verified', 'rl', rl);
+            CONTINUE;
         END IF;
-        IF EXISTS (SELECT 1 FROM dnc WHERE project_id = (q->>'project_id')::uuid AND phone = q->>'phone') THEN
+        IF chk.on_dnc THEN
             res[i] := jsonb_build_object('r', 'phone_on_dnc_list', 'rl', rl);
             CONTINUE;
         END IF;
-        IF proj.wallet_micros <= 0 THEN
+        IF chk.wallet_micros <= 0 THEN
             res[i] := jsonb_build_object('r', 'insufficient_funds', 'rl', rl);
             CONTINUE;
-        END IF;
-
-        -- a second request with the same key inside this group finds this row: 409
-        IF q->>'idem_key' IS NOT NULL THEN
-            INSERT INTO idempotency_keys (project_id, key, request_hash, state, status_code, response, call_id)
-            VALUES ((q->>'project_id')::uuid, q->>'idem_key', q->>'request_hash', 'in_flight', 202, '',
-                    (q->>'call_id')::uuid)
-            ON CONFLICT DO NOTHING;
-            IF NOT FOUND THEN
-                -- a concurrent transaction stored it first: decide as above
-                SELECT * INTO idem FROM idempotency_keys
-                 WHERE project_id = (q->>'project_id')::uuid AND key = q->>'idem_key';
-                res[i] := od_idem_decide(idem, q->>'request_hash', now_);
-                CONTINUE;
-            END IF;
         END IF;
 
         INSERT INTO calls (id, project_id, api_key_id, scenario, phone, metadata, caller_id, scheduled_for, due_at,
                            created_at)
         VALUES ((q->>'call_id')::uuid, (q->>'project_id')::uuid, (q->>'key_id')::uuid, q->>'scenario', q->>'phone',
-                coalesce(q->'metadata', '{}'::jsonb), caller, (q->>'scheduled_for')::timestamptz,
+                coalesce(q->'metadata', '{}'::jsonb), chk.caller, (q->>'scheduled_for')::timestamptz,
                 greatest(coalesce((q->>'scheduled_for')::timestamptz, now_), now_), now_)
         RETURNING * INTO c;
-        INSERT INTO call_events (call_id, status, at) VALUES (c.id, 'queued', now_);
         body := od_call_json(c)::text;
+        -- a later request with the same key in this group finds this row (409); a concurrent
+        -- transaction that stored the key first wins, and this call is taken back
         IF q->>'idem_key' IS NOT NULL THEN
-            UPDATE idempotency_keys SET response = body
-             WHERE project_id = c.project_id AND key = q->>'idem_key';
+            INSERT INTO idempotency_keys (project_id, key, request_hash, state, status_code, response, call_id)
+            VALUES (c.project_id, q->>'idem_key', q->>'request_hash', 'in_flight', 202, body, c.id)
+            ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                DELETE FROM calls WHERE id = c.id;
+                SELECT * INTO idem FROM idempotency_keys
+                 WHERE project_id = c.project_id AND key = q->>'idem_key';
+                res[i] := od_idem_decide(idem, q->>'request_hash', now_);
+                CONTINUE;
+            END IF;
         END IF;
         res[i] := jsonb_build_object('r', 'accepted', 'status', 202, 'body', body, 'rl', rl,
                                          'due_ms', floor(extract(epoch FROM c.due_at) * 1000)::bigint);
