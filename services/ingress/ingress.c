@@ -74,7 +74,6 @@ struct ingress {
     char topic_requested[256];
     /* requests of this loop turn waiting for od_accept_calls */
     ctx_t *group_head, **group_tail;
-    int group_n;
     int groups_inflight;     /* od_accept_calls statements sent and not answered */
     uv_check_t group_check;
     /* accepted calls waiting for their delivery report, oldest first */
@@ -83,6 +82,7 @@ struct ingress {
     /* ids of published calls for od_accept_done */
     od_buf_t done_ids;
     int done_n;
+    ctx_t *done_head;        /* confirmed by Kafka, waiting for od_accept_done */
     uv_check_t done_check;
     char *openapi;
     size_t openapi_len;
@@ -378,44 +378,18 @@ static void route_create_key(ctx_t *ctx, h2o_req_t *req)
         ctx_free(ctx);
         return;
     }
-    char key[OD_API_KEY_LEN + 1], hash[65], id[37], prefix[13];
-    od_api_key_new(key);
-    od_api_key_hash(key, strlen(key), hash);
+    od_api_key_issued_t issued;
+    char id[37];
+    od_api_key_issue(&issued);
     od_uuid7(id);
-    memcpy(prefix, key, 12);
-    prefix[12] = '\0';
-    ctx->body = od_strdup(key);
+    ctx->body = od_strdup(issued.key);
     json_t *args = json_pack("{sssssssssO}", "id", id, "name", json_is_string(name) ? json_string_value(name) : "",
-                             "hash", hash, "prefix", prefix, "scopes", scopes);
+                             "hash", issued.hash, "prefix", issued.prefix, "scopes", scopes);
     json_decref(root);
     api_call(ctx, "create_key", args);
 }
 
 /* ---- POST /v1/calls ---- */
-
-static void on_accept_done(void *arg, int status, PGresult *res)
-{
-    (void)arg;
-    if (status != OD_PG_OK)
-        od_warn("marking calls published failed (%s); they stay recoverable",
-                res ? od_pg_errmsg(res) : "database unavailable");
-}
-
-/* End of the loop turn: the calls answered in it are published and their
- * idempotency records done, so a retry now gets the replay, not a 409. */
-static void accept_done_flush(uv_check_t *h)
-{
-    ingress_t *in = h->data;
-    uv_check_stop(h);
-    if (in->done_n == 0)
-        return;
-    od_buf_puts(&in->done_ids, "}");
-    const char *params[1] = {in->done_ids.base};
-    if (od_pg_query(in->pg, "accept_done", 1, params, on_accept_done, NULL) != 0)
-        od_warn("could not mark %d calls published (they stay recoverable)", in->done_n);
-    od_buf_reset(&in->done_ids);
-    in->done_n = 0;
-}
 
 static void answer_accepted(ctx_t *ctx)
 {
@@ -429,26 +403,71 @@ static void answer_accepted(ctx_t *ctx)
     reply(ctx, 202, "application/json", ctx->body, strlen(ctx->body));
 }
 
+/* The calls of one od_accept_done statement; those not yet answered get their 202 when it has run. */
+typedef struct done_batch {
+    ctx_t *head;
+} done_batch_t;
+
+static void on_accept_done(void *arg, int status, PGresult *res)
+{
+    done_batch_t *b = arg;
+    if (status != OD_PG_OK)
+        od_warn("marking calls published failed (%s); their Idempotency-Keys replay after 30 s",
+                res ? od_pg_errmsg(res) : "database unavailable");
+    for (ctx_t *ctx = b->head, *next; ctx != NULL; ctx = next) {
+        next = ctx->next;
+        if (!ctx->answered)
+            answer_accepted(ctx);
+        ctx_free(ctx);
+    }
+    free(b);
+}
+
+/*
+ * End of the loop turn: the calls Kafka confirmed in it are marked published
+ * and their idempotency records done, and only then answered: a client that
+ * retries after its 202 always gets the replay, never a 409.
+ */
+static void accept_done_flush(uv_check_t *h)
+{
+    ingress_t *in = h->data;
+    uv_check_stop(h);
+    if (in->done_n == 0)
+        return;
+    od_buf_puts(&in->done_ids, "}");
+    done_batch_t *b = od_malloc(sizeof(*b));
+    b->head = in->done_head;
+    in->done_head = NULL;
+    const char *params[1] = {in->done_ids.base};
+    int rc = od_pg_query(in->pg, "accept_done", 1, params, on_accept_done, b);
+    od_buf_reset(&in->done_ids);
+    in->done_n = 0;
+    if (rc != 0)
+        on_accept_done(b, OD_PG_EUNAVAIL, NULL);
+}
+
 static void on_published(void *arg, rd_kafka_resp_err_t err)
 {
     ctx_t *ctx = arg;
     ingress_t *in = ctx->in;
     ctx->reported = 1;
+    if (!ctx->answered)
+        h2o_linklist_unlink(&ctx->waiting);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         od_metric_add(m.publish_failed, 1);
         od_log(OD_LOG_WARN, ctx->call_id, "publish failed (%s); the scheduler's sweep will find the call",
                rd_kafka_err2str(err));
-    } else {
-        if (in->done_n == 0)
-            uv_check_start(&in->done_check, accept_done_flush);
-        od_buf_puts(&in->done_ids, in->done_n++ == 0 ? "{" : ",");
-        od_buf_puts(&in->done_ids, ctx->call_id);
+        if (!ctx->answered)
+            answer_accepted(ctx);
+        ctx_free(ctx);
+        return;
     }
-    if (!ctx->answered) {
-        h2o_linklist_unlink(&ctx->waiting);
-        answer_accepted(ctx);
-    }
-    ctx_free(ctx);
+    if (in->done_n == 0)
+        uv_check_start(&in->done_check, accept_done_flush);
+    od_buf_puts(&in->done_ids, in->done_n++ == 0 ? "{" : ",");
+    od_buf_puts(&in->done_ids, ctx->call_id);
+    ctx->next = in->done_head;
+    in->done_head = ctx;
 }
 
 static void on_publish_timer(uv_timer_t *t)
@@ -615,7 +634,6 @@ static void on_group_check(uv_check_t *h)
                                meta, "scheduled_for", sched[0] ? sched : NULL, "caller_id",
                                ctx->creq.caller_id[0] ? ctx->creq.caller_id : NULL));
         }
-        in->group_n -= g->n;
         in->groups_inflight++;
         od_metric_observe(m.group_size, g->n);
         char *text = json_dumps(arr, JSON_COMPACT);
@@ -682,7 +700,6 @@ static void route_create_call(ctx_t *ctx, h2o_req_t *req)
     od_uuid7(ctx->call_id);
     *in->group_tail = ctx;
     in->group_tail = &ctx->next;
-    in->group_n++;
     uv_check_start(&in->group_check, on_group_check);
 }
 

@@ -127,7 +127,7 @@ static int key_create(PGconn *conn, const char *project, const char *scopes, con
                       char id[37])
 {
     static const char *const known[] = {"outbound:trigger", "sessions:read", "webhooks:manage", "dnc:manage", "admin"};
-    char arr[512], hash[65];
+    char arr[512];
     size_t n = 0;
     arr[n++] = '{';
     for (const char *s = scopes; *s != '\0';) {
@@ -152,13 +152,11 @@ static int key_create(PGconn *conn, const char *project, const char *scopes, con
         fprintf(stderr, "outdialctl: --scopes needs at least one scope\n");
         return 1;
     }
-    od_api_key_new(key);
-    od_api_key_hash(key, strlen(key), hash);
+    od_api_key_issued_t k;
+    od_api_key_issue(&k);
+    memcpy(key, k.key, sizeof(k.key));
     od_uuid7(id);
-    char prefix[13];
-    memcpy(prefix, key, 12);
-    prefix[12] = '\0';
-    const char *p[6] = {id, project, name ? name : "", arr, hash, prefix};
+    const char *p[6] = {id, project, name ? name : "", arr, k.hash, k.prefix};
     PGresult *r = run(conn,
                       "INSERT INTO api_keys (id, project_id, name, scopes, key_hash, key_prefix) "
                       "VALUES ($1, $2, $3, $4, $5, $6)",

@@ -154,3 +154,19 @@ def test_rejected_request_with_key_is_not_remembered(system):
     r = p.api.create_call(ph, idempotency_key=k)
     assert_accepted(r)
     assert r.headers.get("idempotent-replayed") is None
+
+
+def test_regression_retry_right_after_202_is_replayed_not_409(system):
+    """The idempotency record used to be marked done after the 202 went out,
+    so a client retrying at once could get 409 idempotency_key_in_use for a
+    request it already had the answer to. Now the 202 waits for it."""
+    p = system.new_project(**NO_LIMITS)
+    body = json.dumps({"scenario": SCENARIO, "phone": phone(0)}).encode()
+    for _ in range(30):
+        k = idem_key()
+        first = _post_raw(system.url, p.key, body, k)
+        assert first.status_code == 202, first.text
+        r = _post_raw(system.url, p.key, body, k)
+        assert r.status_code == 202, f"immediate retry: {r.status_code} {r.text}"
+        assert r.headers.get("idempotent-replayed") == "true"
+        assert r.json()["id"] == first.json()["id"]

@@ -1,6 +1,7 @@
 #include "od/secret.h"
 
 #include <openssl/evp.h>
+#include <string.h>
 
 #include "od/core.h"
 
@@ -31,4 +32,12 @@ void od_api_key_hash(const char *key, size_t len, char out[65])
         out[2 * i + 1] = hex[md[i] & 15];
     }
     out[64] = '\0';
+}
+
+void od_api_key_issue(od_api_key_issued_t *out)
+{
+    od_api_key_new(out->key);
+    od_api_key_hash(out->key, OD_API_KEY_LEN, out->hash);
+    memcpy(out->prefix, out->key, sizeof(out->prefix) - 1);
+    out->prefix[sizeof(out->prefix) - 1] = '\0';
 }

@@ -5,7 +5,7 @@
  * A limit of `limit` events per `period_us` has an emission interval
  * T = period/limit; `burst` events may go at once (burst 1 = strictly
  * spaced). State is one number: the theoretical arrival time (TAT).
- * The same algorithm runs in SQL (od_gcra in proto/sql) for the API rate
+ * The same algorithm runs in SQL (od_gcra_step in proto/sql) for the API rate
  * limits that all ingress copies share.
  */
 #ifndef OD_GCRA_H
