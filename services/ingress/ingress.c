@@ -89,7 +89,7 @@ struct ingress {
 };
 
 static struct {
-    od_metric_t *accepted, *replays, *rate_limited, *publish_failed, *publish_late, *unavailable, *accept_latency,
+    od_metric_t *accepted, *rejected, *replays, *rate_limited, *publish_failed, *publish_late, *unavailable, *accept_latency,
         *group_size;
 } m;
 
@@ -552,7 +552,7 @@ static void accept_result(ctx_t *ctx, json_t *r)
                                                              : what;
             if (errs[i].status == 429)
                 od_metric_add(m.rate_limited, 1);
-            od_metric_add(od_counter("outdial_ingress_calls_rejected_total", NULL, "calls rejected by rule"), 1);
+            od_metric_add(m.rejected, 1);
             if (errs[i].field != NULL) {
                 od_buf_t e = OD_BUF_INIT;
                 od_buf_printf(&e, "[{\"field\":\"%s\",\"code\":\"%s\",\"message\":", errs[i].field, code);
@@ -843,6 +843,8 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
     in->done_check.data = in;
 
     m.accepted = od_counter("outdial_ingress_calls_accepted_total", NULL, "calls accepted (202)");
+    m.rejected = od_counter("outdial_ingress_calls_rejected_total", NULL,
+                            "calls refused by a rule (idempotency, rate limit, scenario, caller ID, DNC, wallet)");
     m.replays = od_counter("outdial_ingress_idempotent_replays_total", NULL, "answers replayed for an Idempotency-Key");
     m.rate_limited = od_counter("outdial_ingress_rate_limited_total", NULL, "requests refused with 429");
     m.publish_failed = od_counter("outdial_ingress_publish_failures_total", NULL,

@@ -348,16 +348,11 @@ void od_http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
     od_http_send(req, status, "application/json", json, len);
 }
 
-static const char *title_of(int status)
-{
-    return reason_of(status);
-}
-
 void od_http_problem(h2o_req_t *req, int status, const char *code, const char *detail, const char *errors_json)
 {
     od_buf_t b = OD_BUF_INIT;
     od_buf_printf(&b, "{\"type\":\"/problems/%s\",\"title\":", code);
-    const char *title = title_of(status);
+    const char *title = reason_of(status);
     od_buf_json_str(&b, title, strlen(title));
     od_buf_printf(&b, ",\"status\":%d,\"detail\":", status);
     od_buf_json_str(&b, detail, strlen(detail));
