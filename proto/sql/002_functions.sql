@@ -473,8 +473,11 @@ BEGIN
     t := make_interval(secs => 60.0 / proj.pacing_per_min);
     -- the pacing state is locked: two schedulers owning the project for a moment
     -- (a rebalance) still pace it as one
-    INSERT INTO project_pacing (project_id, pace_tat) VALUES (p_project, now_) ON CONFLICT DO NOTHING;
     SELECT pace_tat INTO tat FROM project_pacing WHERE project_id = p_project FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO project_pacing (project_id, pace_tat) VALUES (p_project, now_) ON CONFLICT DO NOTHING;
+        SELECT pace_tat INTO tat FROM project_pacing WHERE project_id = p_project FOR UPDATE;
+    END IF;
     FOREACH cid IN ARRAY p_ids LOOP
         IF now_ < tat THEN
             out := out || jsonb_build_object('id', cid, 'r', 'wait');

@@ -79,9 +79,6 @@ struct ingress {
     /* accepted calls waiting for their delivery report, oldest first */
     h2o_linklist_t awaiting_publish;
     uv_timer_t publish_timer;
-    /* ids of published calls for od_accept_done */
-    od_buf_t done_ids;
-    int done_n;
     ctx_t *done_head;        /* confirmed by Kafka, waiting for od_accept_done */
     uv_check_t done_check;
     char *openapi;
@@ -432,16 +429,20 @@ static void accept_done_flush(uv_check_t *h)
 {
     ingress_t *in = h->data;
     uv_check_stop(h);
-    if (in->done_n == 0)
+    if (in->done_head == NULL)
         return;
-    od_buf_puts(&in->done_ids, "}");
     done_batch_t *b = od_malloc(sizeof(*b));
     b->head = in->done_head;
     in->done_head = NULL;
-    const char *params[1] = {in->done_ids.base};
+    od_buf_t ids = OD_BUF_INIT;
+    for (ctx_t *ctx = b->head; ctx != NULL; ctx = ctx->next) {
+        od_buf_puts(&ids, ctx == b->head ? "{" : ",");
+        od_buf_puts(&ids, ctx->call_id);
+    }
+    od_buf_puts(&ids, "}");
+    const char *params[1] = {ids.base};
     int rc = od_pg_query(in->pg, "accept_done", 1, params, on_accept_done, b);
-    od_buf_reset(&in->done_ids);
-    in->done_n = 0;
+    od_buf_free(&ids);
     if (rc != 0)
         on_accept_done(b, OD_PG_EUNAVAIL, NULL);
 }
@@ -462,10 +463,8 @@ static void on_published(void *arg, rd_kafka_resp_err_t err)
         ctx_free(ctx);
         return;
     }
-    if (in->done_n == 0)
+    if (in->done_head == NULL)
         uv_check_start(&in->done_check, accept_done_flush);
-    od_buf_puts(&in->done_ids, in->done_n++ == 0 ? "{" : ",");
-    od_buf_puts(&in->done_ids, ctx->call_id);
     ctx->next = in->done_head;
     in->done_head = ctx;
 }
