@@ -4,7 +4,8 @@
 # Installs what is missing (deps.sh), builds, starts PostgreSQL and a
 # single-node Kafka in .outdial/infra, applies the migrations, creates the
 # topics, starts the four services, creates the demo project and writes
-# .outdial/env. A second run reuses what is there. Ctrl-C stops everything.
+# .outdial/env. A second run reuses what is there. A service that dies is
+# started again after a second. Ctrl-C stops everything.
 #
 # Environment: OUTDIAL_HTTP_PORT (ingress, default 8080),
 # OUTDIAL_SIM_TIME_SCALE (default 0.2: calls take seconds, not minutes),
@@ -33,23 +34,45 @@ export OUTDIAL_SIM_TIME_SCALE="${OUTDIAL_SIM_TIME_SCALE:-0.2}"
 "$BIN/outdialctl" migrate
 "$BIN/outdialctl" topics create --partitions 6
 
-pids=()
+# Each service runs under a small supervisor that starts it again if it dies
+# (as systemd or Kubernetes would): a kill -9 of a dialer is a fault to watch
+# the system recover from, not the end of the run.
+RUN="$DATA/run"
+rm -rf "$RUN"
+mkdir -p "$RUN"
+supervisors=()
 stop() {
   trap - INT TERM EXIT
   echo "stopping services..." >&2
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  touch "$RUN/stopping"
+  for f in "$RUN"/*.pid; do kill -TERM "$(cat "$f")" 2>/dev/null || true; done
+  for p in "${supervisors[@]}"; do wait "$p" 2>/dev/null || true; done
   "$ROOT/deploy/local/infra.sh" stop "$DATA/infra" || true
   echo "stopped." >&2
   exit 0
 }
 trap stop INT TERM EXIT
 
+supervise() { # name port log
+  local name=$1 port=$2 log=$3 child rc
+  while :; do
+    OUTDIAL_HTTP_PORT=$port "$BIN/outdial-${name%%#*}" >>"$log" 2>&1 &
+    child=$!
+    echo "$child" >"$RUN/$name.pid"
+    wait "$child" && rc=0 || rc=$?
+    # exit 0 is a drain (Ctrl-C reaches the services too): that one stays down
+    [ "$rc" = 0 ] || [ -e "$RUN/stopping" ] && return 0
+    echo "outdial-$name exited with status $rc; starting it again in 1 s (log $log)" >&2
+    sleep 1
+    [ -e "$RUN/stopping" ] && return 0
+  done
+}
+
 start() { # name port [instance]
-  local name=$1 port=$2 log="$DATA/logs/$1${3:+-$3}.log"
-  OUTDIAL_HTTP_PORT=$port "$BIN/outdial-$name" >>"$log" 2>&1 &
-  pids+=($!)
-  echo "started outdial-$name${3:+ #$3} (pid $!, port $port, log $log)" >&2
+  local name=$1 log="$DATA/logs/$1${3:+-$3}.log"
+  supervise "$1${3:+#$3}" "$2" "$log" &
+  supervisors+=($!)
+  echo "started outdial-$name${3:+ #$3} (port $2, log $log)" >&2
 }
 INGRESS_PORT=${OUTDIAL_HTTP_PORT:-8080}
 start ingress "$INGRESS_PORT"
@@ -73,6 +96,4 @@ echo "      curl -s -X POST \$OUTDIAL_URL/v1/calls -H \"Authorization: Bearer \$
 echo "           -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\"
 echo "           -d '{\"scenario\":\"appointment_reminder\",\"phone\":\"+34123456780\",\"metadata\":{\"patient\":\"Ana\"}}'"
 echo "Ctrl-C stops everything."
-wait -n "${pids[@]}" || true
-echo "a service exited; see $DATA/logs" >&2
-exit 1
+wait
