@@ -26,6 +26,7 @@ test-asan:
 
 bench: build
 	bench/ingress/run.sh
+	bench/accept-sql/run.sh
 
 clean:
 	rm -rf $(BUILD) build-asan

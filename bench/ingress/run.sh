@@ -2,8 +2,9 @@
 # bench/ingress: accepted POST /v1/calls per second against GET /healthz of the
 # same ingress, in one run, with wrk on loopback. Calls are unique (fresh
 # Idempotency-Keys) and scheduled 29 days ahead, so the dialers stay idle and
-# the accept path (validation, one PostgreSQL statement per group of requests,
-# the Kafka publish and its delivery report) is what is measured.
+# the accept path (validation, one set-based PostgreSQL statement per group
+# of requests, the Kafka publish, its delivery report and the statement that
+# completes the Idempotency-Key records) is what is measured.
 #
 #   make run            # in another terminal
 #   bench/ingress/run.sh [DURATION_S] [CONNECTIONS]

@@ -52,8 +52,9 @@ struct ctx {
     char call_id[37];
     char idem[256];
     char req_hash[65];
+    json_t *meta;            /* creq.metadata, parsed once */
     char *body;              /* accepted call JSON */
-    int answered, reported;
+    int answered, reported, published;
     int64_t started_ms;
     h2o_linklist_t waiting;  /* in ingress.awaiting_publish */
     ctx_t *next;             /* in an accept group */
@@ -118,6 +119,7 @@ static void ctx_free(ctx_t *ctx)
     if (ctx->hold != NULL)
         od_http_release(ctx->hold);
     json_decref(ctx->rl);
+    json_decref(ctx->meta);
     od_call_request_free(&ctx->creq);
     free(ctx->body);
     free(ctx);
@@ -434,23 +436,33 @@ static void accept_done_flush(uv_check_t *h)
     done_batch_t *b = od_malloc(sizeof(*b));
     b->head = in->done_head;
     in->done_head = NULL;
-    od_buf_t ids = OD_BUF_INIT;
-    for (ctx_t *ctx = b->head; ctx != NULL; ctx = ctx->next) {
-        od_buf_puts(&ids, ctx == b->head ? "{" : ",");
-        od_buf_puts(&ids, ctx->call_id);
-    }
-    od_buf_puts(&ids, "}");
-    const char *params[1] = {ids.base};
-    int rc = od_pg_query(in->pg, "accept_done", 1, params, on_accept_done, b);
-    od_buf_free(&ids);
+    /* [[call id, project id, Idempotency-Key or null, answer, published], ...] */
+    json_t *done = json_array();
+    for (ctx_t *ctx = b->head; ctx != NULL; ctx = ctx->next)
+        json_array_append_new(done, json_pack("[sss?sb]", ctx->call_id, ctx->key.project_id,
+                                              ctx->idem[0] ? ctx->idem : NULL, ctx->body, ctx->published));
+    char *text = json_dumps(done, JSON_COMPACT);
+    json_decref(done);
+    const char *params[1] = {text};
+    int rc = text ? od_pg_query(in->pg, "accept_done", 1, params, on_accept_done, b) : -1;
+    free(text);
     if (rc != 0)
         on_accept_done(b, OD_PG_EUNAVAIL, NULL);
+}
+
+/* The call's Idempotency-Key record gets its answer and completes (and the call is marked published) at the end of the loop turn. */
+static void accept_done(ctx_t *ctx)
+{
+    ingress_t *in = ctx->in;
+    if (in->done_head == NULL)
+        uv_check_start(&in->done_check, accept_done_flush);
+    ctx->next = in->done_head;
+    in->done_head = ctx;
 }
 
 static void on_published(void *arg, rd_kafka_resp_err_t err)
 {
     ctx_t *ctx = arg;
-    ingress_t *in = ctx->in;
     ctx->reported = 1;
     if (!ctx->answered)
         h2o_linklist_unlink(&ctx->waiting);
@@ -458,15 +470,10 @@ static void on_published(void *arg, rd_kafka_resp_err_t err)
         od_metric_add(m.publish_failed, 1);
         od_log(OD_LOG_WARN, ctx->call_id, "publish failed (%s); the scheduler's sweep will find the call",
                rd_kafka_err2str(err));
-        if (!ctx->answered)
-            answer_accepted(ctx);
-        ctx_free(ctx);
-        return;
+    } else {
+        ctx->published = 1;
     }
-    if (in->done_head == NULL)
-        uv_check_start(&in->done_check, accept_done_flush);
-    ctx->next = in->done_head;
-    in->done_head = ctx;
+    accept_done(ctx);
 }
 
 static void on_publish_timer(uv_timer_t *t)
@@ -501,11 +508,32 @@ static void publish(ctx_t *ctx, int64_t due_ms)
         od_metric_add(m.publish_failed, 1);
         od_log(OD_LOG_WARN, ctx->call_id, "publish refused (%s); the scheduler's sweep will find the call",
                rd_kafka_err2str((rd_kafka_resp_err_t)rc));
-        answer_accepted(ctx);
-        ctx_free(ctx);
+        accept_done(ctx);
         return;
     }
     h2o_linklist_insert(&in->awaiting_publish, &ctx->waiting);
+}
+
+/*
+ * The 202's call object, as od_call_json (proto/sql) writes it for GET: the
+ * ingress has every field of a queued call but the two PostgreSQL decided
+ * (caller_id, created_at), so the database does not build it per call.
+ */
+static char *call_body(ctx_t *ctx, const char *caller_id, int64_t created_ms)
+{
+    char created[OD_RFC3339_BUF_SIZE], sched[OD_RFC3339_BUF_SIZE];
+    od_rfc3339_format(created_ms * 1000, created);
+    if (ctx->creq.scheduled_us != 0)
+        od_rfc3339_format(ctx->creq.scheduled_us, sched);
+    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn ss sn sn sn sn sn si}", "id", ctx->call_id, "status",
+                          "queued", "final_state", "outcome", "goal_completed", "scenario", ctx->creq.scenario,
+                          "phone", ctx->creq.phone, "metadata", ctx->meta, "scheduled_for",
+                          ctx->creq.scheduled_us != 0 ? sched : NULL, "caller_id", caller_id, "batch_id",
+                          "created_at", created, "dialed_at", "connected_at", "ended_at", "duration_s", "billed_s",
+                          "cost_micros", 0);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return text ? text : od_strdup("{}");
 }
 
 static void accept_result(ctx_t *ctx, json_t *r)
@@ -516,7 +544,8 @@ static void accept_result(ctx_t *ctx, json_t *r)
         reply_unavailable(ctx);
     } else if (strcmp(what, "accepted") == 0) {
         od_metric_add(m.accepted, 1);
-        ctx->body = od_strdup(json_string_value(json_object_get(r, "body")));
+        ctx->body = call_body(ctx, json_string_value(json_object_get(r, "caller_id")),
+                              json_integer_value(json_object_get(r, "created_ms")));
         publish(ctx, json_integer_value(json_object_get(r, "due_ms")));
         return; /* ctx lives until its delivery report */
     } else if (strcmp(what, "replay") == 0) {
@@ -525,6 +554,8 @@ static void accept_result(ctx_t *ctx, json_t *r)
         if (req != NULL)
             od_http_add_header(req, "idempotent-replayed", "true");
         const char *body = json_string_value(json_object_get(r, "body"));
+        if (body == NULL)
+            body = "{}";
         reply(ctx, (int)json_integer_value(json_object_get(r, "status")), "application/json", body, strlen(body));
     } else {
         static const struct {
@@ -623,14 +654,14 @@ static void on_group_check(uv_check_t *h)
             char sched[32] = "";
             if (ctx->creq.scheduled_us != 0)
                 od_rfc3339_format(ctx->creq.scheduled_us, sched);
-            json_t *meta = json_loads(ctx->creq.metadata, 0, NULL);
+            ctx->meta = json_loads(ctx->creq.metadata, 0, NULL);
             json_array_append_new(
                 arr, json_pack("{ss ss sI sI ss? ss ss ss ss so ss? ss?}", "key_id", ctx->key.key_id, "project_id",
                                ctx->key.project_id, "calls_per_min", (json_int_t)ctx->key.calls_per_min,
                                "requests_per_hour", (json_int_t)ctx->key.requests_per_hour, "idem_key",
                                ctx->idem[0] ? ctx->idem : NULL, "request_hash", ctx->req_hash, "call_id",
                                ctx->call_id, "scenario", ctx->creq.scenario, "phone", ctx->creq.phone, "metadata",
-                               meta, "scheduled_for", sched[0] ? sched : NULL, "caller_id",
+                               json_incref(ctx->meta), "scheduled_for", sched[0] ? sched : NULL, "caller_id",
                                ctx->creq.caller_id[0] ? ctx->creq.caller_id : NULL));
         }
         in->groups_inflight++;
@@ -812,7 +843,7 @@ static void on_drain(od_svc_t *svc, void *arg)
 static const od_pg_stmt_t stmts[] = {
     {"auth", OD_AUTH_SQL},
     {"accept", "SELECT od_accept_calls($1::jsonb)::text"},
-    {"accept_done", "SELECT od_accept_done($1::uuid[])"},
+    {"accept_done", "SELECT od_accept_done($1::jsonb)"},
     {"api", "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
 };
 
