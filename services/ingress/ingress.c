@@ -12,7 +12,7 @@
  * Every other endpoint is one statement (od_api) that rate limits and runs
  * the operation.
  */
-#include "ingress.h"
+#include "ingress_int.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -29,63 +29,6 @@
 #include "od/rfc3339.h"
 #include "od/secret.h"
 
-typedef struct ctx ctx_t;
-typedef void (*route_fn)(ctx_t *ctx, h2o_req_t *req);
-
-typedef struct route {
-    const char *method;
-    const char *pattern;
-    unsigned scope; /* OD_SCOPE_* needed */
-    route_fn fn;
-} route_t;
-
-/* One API request from authentication to its answer. */
-struct ctx {
-    ingress_t *in;
-    od_http_hold_t *hold;
-    const route_t *route;
-    od_http_params_t params; /* point into the request (alive while the hold is) */
-    od_key_t key;
-    json_t *rl;              /* rate-limit answer for the headers, or NULL */
-    /* POST /v1/calls */
-    od_call_request_t creq;
-    char call_id[37];
-    char idem[256];
-    char req_hash[65];
-    json_t *meta;            /* creq.metadata, parsed once */
-    char *body;              /* accepted call JSON */
-    int answered, reported, published;
-    int64_t started_ms;
-    h2o_linklist_t waiting;  /* in ingress.awaiting_publish */
-    ctx_t *next;             /* in an accept group */
-};
-
-typedef struct accept_group {
-    ingress_t *in;
-    ctx_t *head;
-    int n;
-} accept_group_t;
-
-struct ingress {
-    od_svc_t *svc;
-    const ingress_conf_t *conf;
-    od_pg_t *pg;
-    od_kprod_t *kp;
-    od_auth_t *auth;
-    char topic_requested[256];
-    /* requests of this loop turn waiting for od_accept_calls */
-    ctx_t *group_head, **group_tail;
-    int groups_inflight;     /* od_accept_calls statements sent and not answered */
-    uv_check_t group_check;
-    /* accepted calls waiting for their delivery report, oldest first */
-    h2o_linklist_t awaiting_publish;
-    uv_timer_t publish_timer;
-    ctx_t *done_head;        /* confirmed by Kafka, waiting for od_accept_done */
-    uv_check_t done_check;
-    char *openapi;
-    size_t openapi_len;
-};
-
 static struct {
     od_metric_t *accepted, *rejected, *replays, *rate_limited, *publish_failed, *publish_late, *unavailable, *accept_latency,
         *group_size;
@@ -93,7 +36,7 @@ static struct {
 
 /* ---- answering ---- */
 
-static void add_ratelimit_headers(h2o_req_t *req, json_t *rl)
+void ingress__ratelimit_headers(h2o_req_t *req, json_t *rl)
 {
     if (rl == NULL)
         return;
@@ -114,8 +57,10 @@ static void add_ratelimit_headers(h2o_req_t *req, json_t *rl)
     }
 }
 
-static void ctx_free(ctx_t *ctx)
+void ingress__ctx_free(ctx_t *ctx)
 {
+    if (ctx->job != NULL)
+        ingress__batch_job_free(ctx->job);
     if (ctx->hold != NULL)
         od_http_release(ctx->hold);
     json_decref(ctx->rl);
@@ -126,42 +71,42 @@ static void ctx_free(ctx_t *ctx)
 }
 
 /* The request, or NULL if the client went away. */
-static h2o_req_t *ctx_req(ctx_t *ctx)
+h2o_req_t *ingress__req(ctx_t *ctx)
 {
     return ctx->hold ? od_http_held_req(ctx->hold) : NULL;
 }
 
-static void reply(ctx_t *ctx, int status, const char *ctype, const char *body, size_t len)
+void ingress__reply(ctx_t *ctx, int status, const char *ctype, const char *body, size_t len)
 {
-    h2o_req_t *req = ctx_req(ctx);
+    h2o_req_t *req = ingress__req(ctx);
     ctx->answered = 1;
     if (req == NULL)
         return;
-    add_ratelimit_headers(req, ctx->rl);
+    ingress__ratelimit_headers(req, ctx->rl);
     od_http_send(req, status, ctype, body, len);
 }
 
-static void reply_json(ctx_t *ctx, int status, const char *json)
+void ingress__reply_json(ctx_t *ctx, int status, const char *json)
 {
-    reply(ctx, status, "application/json", json, strlen(json));
+    ingress__reply(ctx, status, "application/json", json, strlen(json));
 }
 
-static void reply_problem(ctx_t *ctx, int status, const char *code, const char *detail, const char *errors)
+void ingress__reply_problem(ctx_t *ctx, int status, const char *code, const char *detail, const char *errors)
 {
-    h2o_req_t *req = ctx_req(ctx);
+    h2o_req_t *req = ingress__req(ctx);
     ctx->answered = 1;
     if (req == NULL)
         return;
-    add_ratelimit_headers(req, ctx->rl);
+    ingress__ratelimit_headers(req, ctx->rl);
     if (status == 503)
         od_http_add_header(req, "retry-after", "1");
     od_http_problem(req, status, code, detail, errors);
 }
 
-static void reply_unavailable(ctx_t *ctx)
+void ingress__reply_unavailable(ctx_t *ctx)
 {
     od_metric_add(m.unavailable, 1);
-    reply_problem(ctx, 503, "service_unavailable", "the database is unavailable; retry shortly", NULL);
+    ingress__reply_problem(ctx, 503, "service_unavailable", "the database is unavailable; retry shortly", NULL);
 }
 
 /* ---- od_api: every endpoint but POST /v1/calls ---- */
@@ -172,8 +117,8 @@ static void on_api_result(void *arg, int status, PGresult *res)
     if (status != OD_PG_OK) {
         if (status == OD_PG_EQUERY)
             od_error("api %s: %s", ctx->route->pattern, od_pg_errmsg(res));
-        reply_unavailable(ctx);
-        ctx_free(ctx);
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
         return;
     }
     json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
@@ -185,46 +130,46 @@ static void on_api_result(void *arg, int status, PGresult *res)
     if (http == 429)
         od_metric_add(m.rate_limited, 1);
     if (code != NULL) {
-        reply_problem(ctx, http, code,
+        ingress__reply_problem(ctx, http, code,
                       detail ? detail
                       : http == 404 ? "no such object in this project"
                       : http == 429 ? "too many requests for this API key; see Retry-After"
                                     : code,
                       NULL);
     } else if (http == 204) {
-        reply(ctx, 204, "application/json", "", 0);
+        ingress__reply(ctx, 204, "application/json", "", 0);
     } else if (body != NULL && strcmp(ctx->route->pattern, "/v1/api-keys") == 0 && http == 201) {
         /* the key itself is shown only in this answer: splice it into the stored record */
         const char *key = ctx->body;
         od_buf_t b = OD_BUF_INIT;
         od_buf_append(&b, body, strlen(body) - 1);
         od_buf_printf(&b, ", \"key\" : \"%s\"}", key);
-        reply_json(ctx, 201, b.base);
+        ingress__reply_json(ctx, 201, b.base);
         od_buf_free(&b);
     } else {
-        reply_json(ctx, http, body ? body : "{}");
+        ingress__reply_json(ctx, http, body ? body : "{}");
     }
     json_decref(r);
-    ctx_free(ctx);
+    ingress__ctx_free(ctx);
 }
 
 /* Runs od_api(op, args); takes ownership of args. */
-static void api_call(ctx_t *ctx, const char *op, json_t *args)
+void ingress__api_call(ctx_t *ctx, const char *op, json_t *args)
 {
     char *a = json_dumps(args, JSON_COMPACT);
     char rph[24];
     snprintf(rph, sizeof(rph), "%lld", (long long)ctx->key.requests_per_hour);
     const char *params[5] = {ctx->key.key_id, ctx->key.project_id, rph, op, a};
-    int rc = od_pg_query(ctx->in->pg, "api", 5, params, on_api_result, ctx);
+    int rc = od_pg_query(ctx->in->pg, strstr(op, "batch") ? "batch_api" : "api", 5, params, on_api_result, ctx);
     free(a);
     json_decref(args);
     if (rc != 0) {
-        reply_unavailable(ctx);
-        ctx_free(ctx);
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
     }
 }
 
-static int param_uuid(ctx_t *ctx, int i, char out[37])
+int ingress__param_uuid(ctx_t *ctx, int i, char out[37])
 {
     h2o_iovec_t v = ctx->params.v[i];
     if (od_uuid_check(v.base, v.len) != 0)
@@ -236,38 +181,59 @@ static int param_uuid(ctx_t *ctx, int i, char out[37])
 }
 
 /* An operation on one object named by the path's id; a malformed id is as unknown as a missing one. */
-static void api_call_by_id(ctx_t *ctx, const char *op, const char *what)
+void ingress__api_call_by_id(ctx_t *ctx, const char *op, const char *what)
 {
     char id[37];
-    if (param_uuid(ctx, 0, id) != 0) {
+    if (ingress__param_uuid(ctx, 0, id) != 0) {
         char detail[64];
         snprintf(detail, sizeof(detail), "no such %s in this project", what);
-        reply_problem(ctx, 404, "not_found", detail, NULL);
-        ctx_free(ctx);
+        ingress__reply_problem(ctx, 404, "not_found", detail, NULL);
+        ingress__ctx_free(ctx);
         return;
     }
-    api_call(ctx, op, json_pack("{ss}", "id", id));
+    ingress__api_call(ctx, op, json_pack("{ss}", "id", id));
 }
 
 static void route_get_call(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    api_call_by_id(ctx, "get_call", "call");
+    ingress__api_call_by_id(ctx, "get_call", "call");
 }
 
 static void route_cancel_call(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    api_call_by_id(ctx, "cancel_call", "call");
+    ingress__api_call_by_id(ctx, "cancel_call", "call");
 }
 
-static void bad_param(ctx_t *ctx, const char *field, const char *message)
+void ingress__bad_param(ctx_t *ctx, const char *field, const char *message)
 {
-    h2o_req_t *req = ctx_req(ctx);
+    h2o_req_t *req = ingress__req(ctx);
     ctx->answered = 1;
     if (req != NULL)
         od_http_problem_field(req, 400, "invalid_parameter", field, message);
-    ctx_free(ctx);
+    ingress__ctx_free(ctx);
+}
+
+int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args)
+{
+    int bad = 0;
+    char *v;
+    if ((v = od_http_query(req, "limit", &bad)) != NULL) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 1 || n > 200)
+            return json_decref(args), ingress__bad_param(ctx, "limit", "limit must be an integer from 1 to 200"), -1;
+        json_object_set_new(args, "limit", json_integer(n));
+    }
+    if ((v = od_http_query(req, "cursor", &bad)) != NULL) {
+        if (od_uuid_check(v, strlen(v)) != 0)
+            return json_decref(args), ingress__bad_param(ctx, "cursor", "must be an id (UUID)"), -1;
+        json_object_set_new(args, "cursor", json_string(v));
+    }
+    if (bad)
+        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string"), -1;
+    return 0;
 }
 
 static void route_list_calls(ctx_t *ctx, h2o_req_t *req)
@@ -275,36 +241,28 @@ static void route_list_calls(ctx_t *ctx, h2o_req_t *req)
     json_t *args = json_object();
     int bad = 0;
     char *v;
-    if ((v = od_http_query(req, "limit", &bad)) != NULL) {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || n < 1 || n > 200)
-            return json_decref(args), bad_param(ctx, "limit", "limit must be an integer from 1 to 200");
-        json_object_set_new(args, "limit", json_integer(n));
-    }
+    if (ingress__page_params(ctx, req, args) != 0)
+        return;
     if ((v = od_http_query(req, "status", &bad)) != NULL) {
         if (od_call_status_parse(v) < 0)
-            return json_decref(args), bad_param(ctx, "status", "unknown status");
+            return json_decref(args), ingress__bad_param(ctx, "status", "unknown status");
         json_object_set_new(args, "status", json_string(v));
     }
     if ((v = od_http_query(req, "final_state", &bad)) != NULL) {
         if (od_final_state_parse(v) <= 0)
-            return json_decref(args), bad_param(ctx, "final_state", "unknown final state");
+            return json_decref(args), ingress__bad_param(ctx, "final_state", "unknown final state");
         json_object_set_new(args, "final_state", json_string(v));
     }
-    static const char *const uuid_params[] = {"batch_id", "cursor"};
-    for (size_t i = 0; i < 2; i++) {
-        if ((v = od_http_query(req, uuid_params[i], &bad)) != NULL) {
-            if (od_uuid_check(v, strlen(v)) != 0)
-                return json_decref(args), bad_param(ctx, uuid_params[i], "must be an id (UUID)");
-            json_object_set_new(args, uuid_params[i], json_string(v));
-        }
+    if ((v = od_http_query(req, "batch_id", &bad)) != NULL) {
+        if (od_uuid_check(v, strlen(v)) != 0)
+            return json_decref(args), ingress__bad_param(ctx, "batch_id", "must be an id (UUID)");
+        json_object_set_new(args, "batch_id", json_string(v));
     }
     if ((v = od_http_query(req, "phone", &bad)) != NULL) {
         char e164[OD_PHONE_E164_SIZE];
         const char *code;
         if (od_phone_parse_e164(v, strlen(v), e164, &code) != 0)
-            return json_decref(args), bad_param(ctx, "phone", "phone must be in E.164 format");
+            return json_decref(args), ingress__bad_param(ctx, "phone", "phone must be in E.164 format");
         json_object_set_new(args, "phone", json_string(e164));
     }
     if ((v = od_http_query(req, "since", &bad)) != NULL) {
@@ -312,37 +270,37 @@ static void route_list_calls(ctx_t *ctx, h2o_req_t *req)
         const char *code;
         char ts[32];
         if (od_rfc3339_parse(v, strlen(v), &us, &code) != 0)
-            return json_decref(args), bad_param(ctx, "since", "since must be an RFC 3339 time");
+            return json_decref(args), ingress__bad_param(ctx, "since", "since must be an RFC 3339 time");
         od_rfc3339_format(us, ts);
         json_object_set_new(args, "since", json_string(ts));
     }
     if (bad)
-        return json_decref(args), bad_param(ctx, "query", "malformed percent-encoding in the query string");
-    api_call(ctx, "list_calls", args);
+        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+    ingress__api_call(ctx, "list_calls", args);
 }
 
 static void route_get_project(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    api_call(ctx, "get_project", json_object());
+    ingress__api_call(ctx, "get_project", json_object());
 }
 
 static void route_list_scenarios(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    api_call(ctx, "list_scenarios", json_object());
+    ingress__api_call(ctx, "list_scenarios", json_object());
 }
 
 static void route_list_keys(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    api_call(ctx, "list_keys", json_object());
+    ingress__api_call(ctx, "list_keys", json_object());
 }
 
 static void route_revoke_key(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    api_call_by_id(ctx, "revoke_key", "API key");
+    ingress__api_call_by_id(ctx, "revoke_key", "API key");
 }
 
 static void route_create_key(ctx_t *ctx, h2o_req_t *req)
@@ -352,8 +310,8 @@ static void route_create_key(ctx_t *ctx, h2o_req_t *req)
                                     : NULL;
     if (root == NULL || !json_is_object(root)) {
         json_decref(root);
-        reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"name\", \"scopes\"}", NULL);
-        ctx_free(ctx);
+        ingress__reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"name\", \"scopes\"}", NULL);
+        ingress__ctx_free(ctx);
         return;
     }
     const char *k, *field = NULL, *code = NULL, *msg = NULL;
@@ -370,11 +328,11 @@ static void route_create_key(ctx_t *ctx, h2o_req_t *req)
         field = "scopes", code = "unknown_scope",
         msg = "scopes are outbound:trigger, sessions:read, webhooks:manage, dnc:manage and admin";
     if (code != NULL) {
-        h2o_req_t *r = ctx_req(ctx);
+        h2o_req_t *r = ingress__req(ctx);
         if (r != NULL)
             od_http_problem_field(r, 422, code, field, msg);
         json_decref(root);
-        ctx_free(ctx);
+        ingress__ctx_free(ctx);
         return;
     }
     od_api_key_issued_t issued;
@@ -385,21 +343,21 @@ static void route_create_key(ctx_t *ctx, h2o_req_t *req)
     json_t *args = json_pack("{sssssssssO}", "id", id, "name", json_is_string(name) ? json_string_value(name) : "",
                              "hash", issued.hash, "prefix", issued.prefix, "scopes", scopes);
     json_decref(root);
-    api_call(ctx, "create_key", args);
+    ingress__api_call(ctx, "create_key", args);
 }
 
 /* ---- POST /v1/calls ---- */
 
 static void answer_accepted(ctx_t *ctx)
 {
-    h2o_req_t *req = ctx_req(ctx);
+    h2o_req_t *req = ingress__req(ctx);
     if (req != NULL) {
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/calls/%s", ctx->call_id);
         od_http_add_header(req, "location", loc);
     }
     od_metric_observe(m.accept_latency, (double)(od_mono_ms() - ctx->started_ms) / 1000.0);
-    reply(ctx, 202, "application/json", ctx->body, strlen(ctx->body));
+    ingress__reply(ctx, 202, "application/json", ctx->body, strlen(ctx->body));
 }
 
 /* The calls of one od_accept_done statement; those not yet answered get their 202 when it has run. */
@@ -417,7 +375,7 @@ static void on_accept_done(void *arg, int status, PGresult *res)
         next = ctx->next;
         if (!ctx->answered)
             answer_accepted(ctx);
-        ctx_free(ctx);
+        ingress__ctx_free(ctx);
     }
     free(b);
 }
@@ -541,7 +499,7 @@ static void accept_result(ctx_t *ctx, json_t *r)
     const char *what = json_string_value(json_object_get(r, "r"));
     ctx->rl = json_incref(json_object_get(r, "rl"));
     if (what == NULL) {
-        reply_unavailable(ctx);
+        ingress__reply_unavailable(ctx);
     } else if (strcmp(what, "accepted") == 0) {
         od_metric_add(m.accepted, 1);
         ctx->body = call_body(ctx, json_string_value(json_object_get(r, "caller_id")),
@@ -550,13 +508,13 @@ static void accept_result(ctx_t *ctx, json_t *r)
         return; /* ctx lives until its delivery report */
     } else if (strcmp(what, "replay") == 0) {
         od_metric_add(m.replays, 1);
-        h2o_req_t *req = ctx_req(ctx);
+        h2o_req_t *req = ingress__req(ctx);
         if (req != NULL)
             od_http_add_header(req, "idempotent-replayed", "true");
         const char *body = json_string_value(json_object_get(r, "body"));
         if (body == NULL)
             body = "{}";
-        reply(ctx, (int)json_integer_value(json_object_get(r, "status")), "application/json", body, strlen(body));
+        ingress__reply(ctx, (int)json_integer_value(json_object_get(r, "status")), "application/json", body, strlen(body));
     } else {
         static const struct {
             const char *r;
@@ -575,7 +533,7 @@ static void accept_result(ctx_t *ctx, json_t *r)
         for (i = 0; i < OD_ARRAY_SIZE(errs) && strcmp(errs[i].r, what) != 0; i++)
             ;
         if (i == OD_ARRAY_SIZE(errs)) {
-            reply_unavailable(ctx);
+            ingress__reply_unavailable(ctx);
         } else {
             const char *code = strcmp(what, "in_use") == 0   ? "idempotency_key_in_use"
                                : strcmp(what, "reused") == 0 ? "idempotency_key_reused"
@@ -588,14 +546,14 @@ static void accept_result(ctx_t *ctx, json_t *r)
                 od_buf_printf(&e, "[{\"field\":\"%s\",\"code\":\"%s\",\"message\":", errs[i].field, code);
                 od_buf_json_str(&e, errs[i].detail, strlen(errs[i].detail));
                 od_buf_puts(&e, "}]");
-                reply_problem(ctx, errs[i].status, code, errs[i].detail, e.base);
+                ingress__reply_problem(ctx, errs[i].status, code, errs[i].detail, e.base);
                 od_buf_free(&e);
             } else {
-                reply_problem(ctx, errs[i].status, code, errs[i].detail, NULL);
+                ingress__reply_problem(ctx, errs[i].status, code, errs[i].detail, NULL);
             }
         }
     }
-    ctx_free(ctx);
+    ingress__ctx_free(ctx);
 }
 
 static void on_group_check(uv_check_t *h);
@@ -613,8 +571,8 @@ static void on_accept_result(void *arg, int status, PGresult *res)
         next = ctx->next;
         json_t *r = results ? json_array_get(results, i) : NULL;
         if (r == NULL) {
-            reply_unavailable(ctx);
-            ctx_free(ctx);
+            ingress__reply_unavailable(ctx);
+            ingress__ctx_free(ctx);
         } else {
             accept_result(ctx, r);
         }
@@ -678,35 +636,42 @@ static void on_group_check(uv_check_t *h)
         in->group_tail = &in->group_head;
 }
 
+int ingress__idem_header(ctx_t *ctx, h2o_req_t *req)
+{
+    h2o_iovec_t idem = od_http_header(req, "idempotency-key");
+    if (idem.base == NULL)
+        return 0;
+    int ok = idem.len > 0 && idem.len <= 255;
+    for (size_t i = 0; ok && i < idem.len; i++)
+        ok = idem.base[i] >= 0x20 && idem.base[i] < 0x7f;
+    if (!ok) {
+        ingress__reply_problem(ctx, 400, "invalid_idempotency_key",
+                               "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
+        ingress__ctx_free(ctx);
+        return -1;
+    }
+    memcpy(ctx->idem, idem.base, idem.len);
+    ctx->idem[idem.len] = '\0';
+    return 0;
+}
+
 static void route_create_call(ctx_t *ctx, h2o_req_t *req)
 {
     ingress_t *in = ctx->in;
-    h2o_iovec_t idem = od_http_header(req, "idempotency-key");
-    if (idem.base != NULL) {
-        int ok = idem.len > 0 && idem.len <= 255;
-        for (size_t i = 0; ok && i < idem.len; i++)
-            ok = idem.base[i] >= 0x20 && idem.base[i] < 0x7f;
-        if (!ok) {
-            reply_problem(ctx, 400, "invalid_idempotency_key",
-                          "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
-            ctx_free(ctx);
-            return;
-        }
-        memcpy(ctx->idem, idem.base, idem.len);
-        ctx->idem[idem.len] = '\0';
-    }
+    if (ingress__idem_header(ctx, req) != 0)
+        return;
     h2o_iovec_t ct = od_http_header(req, "content-type");
     if (ct.base != NULL && !(ct.len >= 16 && strncasecmp(ct.base, "application/json", 16) == 0)) {
-        reply_problem(ctx, 415, "unsupported_media_type", "send the call as application/json", NULL);
-        ctx_free(ctx);
+        ingress__reply_problem(ctx, 415, "unsupported_media_type", "send the call as application/json", NULL);
+        ingress__ctx_free(ctx);
         return;
     }
     if (req->entity.len > (size_t)in->conf->max_body) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the body of a call request is limited to %lld bytes",
                  (long long)in->conf->max_body);
-        reply_problem(ctx, 413, "body_too_large", detail, NULL);
-        ctx_free(ctx);
+        ingress__reply_problem(ctx, 413, "body_too_large", detail, NULL);
+        ingress__ctx_free(ctx);
         return;
     }
     od_buf_t errors = OD_BUF_INIT;
@@ -714,11 +679,11 @@ static void route_create_call(ctx_t *ctx, h2o_req_t *req)
     int st = od_call_request_parse(req->entity.base ? req->entity.base : "", req->entity.len, od_now_us(), &ctx->creq,
                                    &code, &errors);
     if (st != 0) {
-        reply_problem(ctx, st, code,
+        ingress__reply_problem(ctx, st, code,
                       st == 400 ? "the body is not valid JSON" : "the call request has invalid fields; see errors",
                       errors.base);
         od_buf_free(&errors);
-        ctx_free(ctx);
+        ingress__ctx_free(ctx);
         return;
     }
     od_buf_free(&errors);
@@ -745,29 +710,36 @@ static const route_t routes[] = {
     {"GET", "/v1/api-keys", OD_SCOPE_ADMIN, route_list_keys},
     {"POST", "/v1/api-keys", OD_SCOPE_ADMIN, route_create_key},
     {"DELETE", "/v1/api-keys/{}", OD_SCOPE_ADMIN, route_revoke_key},
+    {"POST", "/v1/batches", OD_SCOPE_TRIGGER, ingress__create_batch},
+    {"GET", "/v1/batches", OD_SCOPE_READ, ingress__list_batches},
+    {"GET", "/v1/batches/{}", OD_SCOPE_READ, ingress__get_batch},
+    {"GET", "/v1/batches/{}/results.csv", OD_SCOPE_READ, ingress__batch_results},
+    {"POST", "/v1/batches/{}/pause", OD_SCOPE_TRIGGER, ingress__pause_batch},
+    {"POST", "/v1/batches/{}/resume", OD_SCOPE_TRIGGER, ingress__resume_batch},
+    {"POST", "/v1/batches/{}/cancel", OD_SCOPE_TRIGGER, ingress__cancel_batch},
 };
 
 static void on_authed(void *arg, int status, const od_key_t *key)
 {
     ctx_t *ctx = arg;
-    h2o_req_t *req = ctx_req(ctx);
+    h2o_req_t *req = ingress__req(ctx);
     if (req == NULL) {
-        ctx_free(ctx);
+        ingress__ctx_free(ctx);
         return;
     }
     if (status == 503) {
-        reply_unavailable(ctx);
+        ingress__reply_unavailable(ctx);
     } else if (status != 0) {
         od_http_add_header(req, "www-authenticate", "Bearer realm=\"outdial\"");
-        reply_problem(ctx, 401, "unauthorized", "missing, unknown or revoked API key", NULL);
+        ingress__reply_problem(ctx, 401, "unauthorized", "missing, unknown or revoked API key", NULL);
     } else if ((key->scopes & ctx->route->scope) == 0) {
-        reply_problem(ctx, 403, "insufficient_scope", "this API key lacks the scope this endpoint needs", NULL);
+        ingress__reply_problem(ctx, 403, "insufficient_scope", "this API key lacks the scope this endpoint needs", NULL);
     } else {
         ctx->key = *key;
         ctx->route->fn(ctx, req);
         return;
     }
-    ctx_free(ctx);
+    ingress__ctx_free(ctx);
 }
 
 typedef struct route_binding {
@@ -785,8 +757,8 @@ static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
     ctx->started_ms = od_mono_ms();
     ctx->hold = od_http_hold(req);
     if (b->in->svc->draining) {
-        reply_problem(ctx, 503, "shutting_down", "this ingress is shutting down; retry", NULL);
-        ctx_free(ctx);
+        ingress__reply_problem(ctx, 503, "shutting_down", "this ingress is shutting down; retry", NULL);
+        ingress__ctx_free(ctx);
         return;
     }
     h2o_iovec_t auth = od_http_header(req, "authorization");
@@ -845,6 +817,9 @@ static const od_pg_stmt_t stmts[] = {
     {"accept", "SELECT od_accept_calls($1::jsonb)::text"},
     {"accept_done", "SELECT od_accept_done($1::jsonb)"},
     {"api", "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
+    {"batch_api", "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
+    {"batch_create", "SELECT od_batch_create($1::jsonb)::text"},
+    {"batch_results", "SELECT csv, last_row FROM od_batch_results($1::uuid, $2::integer, $3::integer)"},
 };
 
 ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
@@ -888,6 +863,7 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
     m.group_size = od_histogram("outdial_ingress_accept_group_size", NULL, "calls stored per transaction", sizes,
                                 (int)OD_ARRAY_SIZE(sizes));
 
+    ingress__batches_init(in);
     for (size_t i = 0; i < OD_ARRAY_SIZE(routes); i++) {
         route_binding_t *b = od_malloc(sizeof(*b));
         b->in = in;

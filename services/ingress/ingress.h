@@ -15,6 +15,8 @@ typedef struct ingress_conf {
     int64_t publish_wait_ms; /**< OUTDIAL_PUBLISH_WAIT_MS */
     int64_t max_body;        /**< OUTDIAL_MAX_BODY */
     int64_t accept_batch;    /**< OUTDIAL_ACCEPT_BATCH */
+    int64_t batch_max_bytes; /**< OUTDIAL_BATCH_MAX_BYTES */
+    int64_t batch_max_rows;  /**< OUTDIAL_BATCH_MAX_ROWS */
 } ingress_conf_t;
 
 typedef struct ingress ingress_t;

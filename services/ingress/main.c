@@ -21,6 +21,10 @@ static const od_conf_item_t conf_table[] = {
                 "largest JSON request body in bytes (413 beyond)"),
     OD_CONF_INT(ingress_conf_t, accept_batch, "OUTDIAL_ACCEPT_BATCH", "256", 1, 4096,
                 "most calls stored in one transaction (requests that arrive together share one)"),
+    OD_CONF_INT(ingress_conf_t, batch_max_bytes, "OUTDIAL_BATCH_MAX_BYTES", "67108864", 65536, 1073741824,
+                "largest CSV batch upload in bytes (413 beyond; the body is held in memory while it is read)"),
+    OD_CONF_INT(ingress_conf_t, batch_max_rows, "OUTDIAL_BATCH_MAX_ROWS", "1000000", 1, 10000000,
+                "most data rows in one CSV batch (422 csv_too_many_rows beyond)"),
 };
 
 int main(int argc, char **argv)

@@ -11,7 +11,7 @@ static const char usage[] =
 static const od_conf_item_t conf_table[] = {
     OD_COMMON_CONF(outcome_conf_t, 9103),
     OD_CONF_INT(outcome_conf_t, reaper_interval_ms, "OUTDIAL_REAPER_INTERVAL_MS", "1000", 50, 600000,
-                "how often calls whose dialer's lease ran out are ended as internal_error"),
+                "how often calls whose dialer's lease ran out are ended as internal_error, and batch counters are folded"),
     OD_CONF_INT(outcome_conf_t, batch_max, "OUTDIAL_OUTCOME_BATCH", "500", 1, 10000,
                 "events applied per transaction at most"),
     OD_CONF_INT(outcome_conf_t, idem_keep_s, "OUTDIAL_IDEMPOTENCY_KEEP_S", "172800", 86400, 31536000,

@@ -11,6 +11,7 @@
 static const od_pg_stmt_t outcome_stmts[] = {
     {"apply", "SELECT od_apply_events($1::jsonb)"},
     {"reap", "SELECT od_reap($1::integer)"},
+    {"batch_compact", "SELECT od_batch_compact($1::integer)"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
 };
 
@@ -71,6 +72,7 @@ static void outcome_drain(od_svc_t *svc, void *arg)
     }
     uv_timer_stop(&o->reap_timer);
     uv_timer_stop(&o->expire_timer);
+    uv_timer_stop(&o->compact_timer);
     od_info("drain: %d events in flight, %d collected", o->flight.n, o->open.n);
     outcome__flush(o); /* the events already collected go too */
     outcome__drain_check(o);
@@ -96,6 +98,8 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
     o->m.reaped = od_counter("outdial_outcome_reaped_total", NULL,
                              "calls ended as internal_error because their dialer's lease ran out");
     o->m.expired = od_counter("outdial_outcome_idempotency_expired_total", NULL, "idempotency records deleted");
+    o->m.compacted = od_counter("outdial_outcome_batch_deltas_folded_total", NULL,
+                                "batch counter deltas folded into the batches' counters");
 
     o->pg = od_pg_new(o->loop, "outcome", conf->common.pg_dsn, (int)conf->common.pg_conns, outcome_stmts,
                       OD_ARRAY_SIZE(outcome_stmts));

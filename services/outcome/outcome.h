@@ -62,13 +62,13 @@ typedef struct outcome {
     int paused, draining, closing;
 
     /* reaper.c */
-    uv_timer_t reap_timer, expire_timer;
-    int reap_inflight, expire_inflight;
+    uv_timer_t reap_timer, expire_timer, compact_timer;
+    int reap_inflight, expire_inflight, compact_inflight;
 
     uv_timer_t drain_timer;
 
     struct {
-        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired;
+        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted;
     } m;
 } outcome_t;
 

@@ -9,4 +9,21 @@ int ctl_migrate(PGconn *conn, const char *dir);
 /** Creates the three topics (prefix + calls.requested|dispatch|events) if missing. */
 int ctl_topics_create(const char *brokers, const char *prefix, int partitions, int replication);
 
+/** The settings of `batch upload` (docs/batches.md); NULL: not given. */
+typedef struct {
+    const char *scenario;
+    const char *pacing; /**< pacing_per_min, as typed */
+    const char *start_at;
+    const char *caller_id;
+    const char *idempotency_key;
+} ctl_batch_upload_opts_t;
+
+/** POST $OUTDIAL_URL/v1/batches with `path` as multipart/form-data, a progress
+ *  bar on stderr; prints the batch (JSON) on stdout. Returns the exit status: 0 on 201/200, 2 on a bad option, else 1. */
+int ctl_batch_upload(const char *path, const ctl_batch_upload_opts_t *o);
+/** Polls GET $OUTDIAL_URL/v1/batches/`id` every `interval_ms`, a progress bar on
+ *  stderr, until the batch is completed or canceled; prints it (JSON) on stdout.
+ *  Returns the exit status: 0, or 1 on an error answer (404, 401, ...). */
+int ctl_batch_watch(const char *id, long interval_ms);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * outdialctl: the operator CLI (DESIGN §5). Talks to PostgreSQL directly
- * (OUTDIAL_PG_DSN); `topics create` talks to Kafka (OUTDIAL_KAFKA_BROKERS).
+ * (OUTDIAL_PG_DSN); `topics create` talks to Kafka (OUTDIAL_KAFKA_BROKERS);
+ * `batch` talks to the public API (OUTDIAL_URL, OUTDIAL_API_KEY; batch.c).
  */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -26,9 +27,14 @@ static const char usage[] =
     "  key create PROJECT --scopes a,b [--name N]   prints the key (shown once)\n"
     "  key revoke ID\n"
     "  demo                                         create the demo project; prints project id and admin key\n"
+    "  batch upload FILE --scenario S [--pacing N] [--start-at T] [--caller-id C] [--idempotency-key K]\n"
+    "                                               upload a CSV batch (progress on stderr); prints the batch (JSON)\n"
+    "  batch watch ID [--interval-ms N]             follow a batch's calls until completed or canceled\n"
+    "                                               (default every 1000 ms); prints the final batch (JSON)\n"
     "\n"
     "Scopes: outbound:trigger, sessions:read, webhooks:manage, dnc:manage, admin.\n"
-    "Environment: OUTDIAL_PG_DSN, OUTDIAL_KAFKA_BROKERS, OUTDIAL_TOPIC_PREFIX, OUTDIAL_SQL_DIR.\n";
+    "Environment: OUTDIAL_PG_DSN, OUTDIAL_KAFKA_BROKERS, OUTDIAL_TOPIC_PREFIX, OUTDIAL_SQL_DIR;\n"
+    "  batch: OUTDIAL_URL (default http://127.0.0.1:8080), OUTDIAL_API_KEY (required).\n";
 
 static int json_out;
 
@@ -198,6 +204,36 @@ int main(int argc, char **argv)
                                  parts ? atoi(parts) : 6, repl ? atoi(repl) : 1) == 0
                    ? 0
                    : 1;
+    }
+
+    if (strcmp(cmd, "batch") == 0 && strcmp(sub, "upload") == 0 && rest >= 1) {
+        static const char *const allowed[] = {"--scenario", "--pacing", "--start-at", "--caller-id",
+                                              "--idempotency-key", NULL};
+        if (check_opts(rest, args, 1, allowed) != 0)
+            return 2;
+        ctl_batch_upload_opts_t o = {
+            .scenario = opt(rest - 1, args + 1, "--scenario"),
+            .pacing = opt(rest - 1, args + 1, "--pacing"),
+            .start_at = opt(rest - 1, args + 1, "--start-at"),
+            .caller_id = opt(rest - 1, args + 1, "--caller-id"),
+            .idempotency_key = opt(rest - 1, args + 1, "--idempotency-key"),
+        };
+        if (o.scenario == NULL)
+            return fprintf(stderr, "outdialctl: batch upload FILE --scenario S [--pacing N] [--start-at T] "
+                                   "[--caller-id C] [--idempotency-key K]\n"),
+                   2;
+        if (!is_int(o.pacing))
+            return fprintf(stderr, "outdialctl: --pacing takes an integer (calls per minute)\n"), 2;
+        return ctl_batch_upload(args[0], &o);
+    }
+    if (strcmp(cmd, "batch") == 0 && strcmp(sub, "watch") == 0 && rest >= 1) {
+        static const char *const allowed[] = {"--interval-ms", NULL};
+        if (check_opts(rest, args, 1, allowed) != 0)
+            return 2;
+        const char *iv = opt(rest - 1, args + 1, "--interval-ms");
+        if (!is_int(iv) || (iv != NULL && (atol(iv) < 1 || atol(iv) > 3600000)))
+            return fprintf(stderr, "outdialctl: --interval-ms takes an integer from 1 to 3600000\n"), 2;
+        return ctl_batch_watch(args[0], iv ? atol(iv) : 5000);
     }
 
     PGconn *conn = NULL;

@@ -373,7 +373,12 @@ static void on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t tok
     json_t *batch = json_object_get(m, "batch_id");
     json_t *due = json_object_get(m, "due_ms");
     const char *type = json_string_value(json_object_get(m, "type"));
-    if (type == NULL || strcmp(type, "call.requested") != 0 || call_id == NULL ||
+    if (type != NULL && strcmp(type, "batch.created") == 0 && proj_id != NULL &&
+        od_uuid_check(proj_id, strlen(proj_id)) == 0) {
+        /* a batch's calls are in PostgreSQL (one message per batch, not per row): sweep them in now */
+        sched__project_seen(s, proj_id);
+        sched__sweep_now(s);
+    } else if (type == NULL || strcmp(type, "call.requested") != 0 || call_id == NULL ||
         od_uuid_check(call_id, strlen(call_id)) != 0 || proj_id == NULL ||
         od_uuid_check(proj_id, strlen(proj_id)) != 0 || !json_is_integer(due) ||
         (batch != NULL && !json_is_null(batch) &&

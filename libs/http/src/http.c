@@ -241,6 +241,11 @@ fail:
     return NULL;
 }
 
+void od_http_set_max_entity(od_http_t *http, size_t max_entity)
+{
+    http->config.max_request_entity_size = max_entity;
+}
+
 int od_http_port(const od_http_t *http)
 {
     return http->port;
@@ -323,7 +328,7 @@ void od_http_add_header(h2o_req_t *req, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
-void od_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+static void count_response(int status)
 {
     static od_metric_t *by_class[6];
     int cls = status / 100;
@@ -335,6 +340,11 @@ void od_http_send(h2o_req_t *req, int status, const char *content_type, const ch
         by_class[cls] = od_counter("outdial_http_responses_total", labels, "HTTP responses by status class");
     }
     od_metric_add(by_class[cls], 1);
+}
+
+void od_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    count_response(status);
     req->res.status = status;
     req->res.reason = reason_of(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
@@ -482,4 +492,84 @@ void od_http_release(od_http_hold_t *hold)
 int od_http_holds(void)
 {
     return nholds;
+}
+
+/* ---- streaming ---- */
+
+struct od_http_stream {
+    h2o_generator_t super; /* first: h2o hands it back */
+    h2o_req_t *req;
+    od_http_stream_fn proceed, gone;
+    void *arg;
+    char *chunk; /* the chunk h2o is sending (freed on proceed or with the request) */
+    int finished;
+};
+
+static void stream_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    od_http_stream_t *s = (od_http_stream_t *)self;
+    (void)req;
+    free(s->chunk);
+    s->chunk = NULL;
+    if (!s->finished)
+        s->proceed(s->arg);
+}
+
+static void stream_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+    od_http_stream_t *s = (od_http_stream_t *)self;
+    (void)req;
+    if (!s->finished) {
+        s->finished = 1;
+        s->gone(s->arg);
+    }
+}
+
+static void stream_dispose(void *p)
+{
+    od_http_stream_t *s = p;
+    if (!s->finished) {
+        s->finished = 1;
+        s->gone(s->arg);
+    }
+    free(s->chunk);
+}
+
+od_http_stream_t *od_http_stream_start(h2o_req_t *req, int status, const char *content_type,
+                                       od_http_stream_fn proceed, od_http_stream_fn gone, void *arg)
+{
+    od_http_stream_t *s = h2o_mem_alloc_shared(&req->pool, sizeof(*s), stream_dispose);
+    memset(s, 0, sizeof(*s));
+    s->super.proceed = stream_proceed;
+    s->super.stop = stream_stop;
+    s->req = req;
+    s->proceed = proceed;
+    s->gone = gone;
+    s->arg = arg;
+    count_response(status);
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_start_response(req, &s->super);
+    return s;
+}
+
+void od_http_stream_abort(od_http_stream_t *s)
+{
+    s->finished = 1;
+    h2o_send(s->req, NULL, 0, H2O_SEND_STATE_ERROR);
+}
+
+void od_http_stream_send(od_http_stream_t *s, const char *data, size_t len, int final)
+{
+    h2o_iovec_t buf = h2o_iovec_init(NULL, 0);
+    if (len > 0) {
+        s->chunk = od_malloc(len);
+        memcpy(s->chunk, data, len);
+        buf = h2o_iovec_init(s->chunk, len);
+    }
+    if (final)
+        s->finished = 1;
+    h2o_send(s->req, &buf, len > 0 ? 1 : 0, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }

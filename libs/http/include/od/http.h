@@ -36,6 +36,8 @@ typedef int (*od_http_ready_fn)(void *arg, od_buf_t *why);
  * Returns NULL with `errstr` filled if the address can't be bound.
  */
 od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_entity, char *errstr, size_t errlen);
+/** Changes the bound on request bodies (a service's configuration, read after od_http_new). */
+void od_http_set_max_entity(od_http_t *http, size_t max_entity);
 /** The port actually bound. */
 int od_http_port(const od_http_t *http);
 /**
@@ -97,5 +99,31 @@ h2o_req_t *od_http_held_req(od_http_hold_t *hold);
 void od_http_release(od_http_hold_t *hold);
 /** Holds not yet released (drain waits for 0). */
 int od_http_holds(void);
+
+/* ---- streaming an answer ---- */
+
+/**
+ * An answer sent in chunks (chunked transfer coding), for bodies too large to
+ * build whole (results.csv). After od_http_stream_start, send one chunk with
+ * od_http_stream_send; the next may be sent once `proceed(arg)` has been
+ * called (h2o took the previous one). The chunk with `final` set ends the
+ * answer. `gone(arg)` is called once if the request dies before the final
+ * chunk (client went away, server shutting down); the stream is invalid
+ * from then on, and `proceed` is not called again. Neither callback is
+ * called after the final chunk. The stream is freed with the request.
+ */
+typedef struct od_http_stream od_http_stream_t;
+typedef void (*od_http_stream_fn)(void *arg);
+
+od_http_stream_t *od_http_stream_start(h2o_req_t *req, int status, const char *content_type,
+                                       od_http_stream_fn proceed, od_http_stream_fn gone, void *arg);
+/** Sends `len` bytes (copied). Only once per proceed. */
+void od_http_stream_send(od_http_stream_t *s, const char *data, size_t len, int final);
+/**
+ * Ends the answer as failed (the connection is closed without the chunked
+ * terminator, so the client knows the body is incomplete). Only when a
+ * chunk may be sent (after start or proceed).
+ */
+void od_http_stream_abort(od_http_stream_t *s);
 
 #endif

@@ -1,0 +1,635 @@
+/*
+ * CSV batches (docs/batches.md).
+ *
+ * Upload: the settings are checked on the loop; the file (copied out of the
+ * request) is read on a worker thread (od_batch_file_read: CSV, phones,
+ * duplicates — a 100,000-row file takes a few hundred ms the loop must not
+ * spend); then one statement, od_batch_create, decides idempotency, the rate
+ * limit and the project's rules and stores the batch, its rows and its calls.
+ * One batch.created message tells the scheduler to sweep the new calls in;
+ * PostgreSQL is what it dispatches from.
+ *
+ * results.csv: streamed page by page (od_batch_results, rows already
+ * CSV-encoded at upload), one page fetched ahead while h2o sends the last.
+ */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "batch_file.h"
+#include "ingress_int.h"
+#include "od/core.h"
+#include "od/log.h"
+#include "od/multipart.h"
+#include "od/phone.h"
+#include "od/rfc3339.h"
+
+#define RESULTS_PAGE 5000 /* rows per od_batch_results query */
+#define START_PAST_US (60LL * 1000000)
+#define START_AHEAD_US (30LL * 86400 * 1000000)
+
+struct batch_job {
+    ctx_t *ctx;
+    /* upload */
+    uv_work_t work;
+    char *file;
+    size_t file_len;
+    char *file_name, *scenario, *caller_id, *start_at;
+    int64_t pacing; /* 0: the default */
+    size_t max_rows;
+    od_batch_file_t bf;
+    int rc;
+    int64_t read_ms, store_ms; /* when reading the file ended, when its statement was sent */
+    char req_hash[65];
+    char batch_id[37];
+    /* results.csv */
+    od_http_stream_t *stream;
+    int64_t after;       /* last row sent or fetched */
+    int query_inflight;  /* an od_batch_results page is on its way */
+    int ready;           /* h2o took the last chunk: the next may go */
+    int gone;            /* the client went away */
+    int have_page, page_final;
+    int failed;          /* a page could not be read: the answer ends as failed */
+    od_buf_t page;
+};
+
+static struct {
+    od_metric_t *created, *rows, *upload_seconds;
+} m;
+
+void ingress__batch_job_free(batch_job_t *job)
+{
+    free(job->file);
+    free(job->file_name);
+    free(job->scenario);
+    free(job->caller_id);
+    free(job->start_at);
+    od_batch_file_free(&job->bf);
+    od_buf_free(&job->page);
+    free(job);
+}
+
+static batch_job_t *job_of(ctx_t *ctx)
+{
+    if (ctx->job == NULL) {
+        ctx->job = od_calloc(1, sizeof(batch_job_t));
+        ctx->job->ctx = ctx;
+    }
+    return ctx->job;
+}
+
+static void field_problem(ctx_t *ctx, int status, const char *code, const char *field, const char *detail)
+{
+    od_buf_t e = OD_BUF_INIT;
+    od_buf_printf(&e, "[{\"field\":\"%s\",\"code\":\"%s\",\"message\":", field, code);
+    od_buf_json_str(&e, detail, strlen(detail));
+    od_buf_puts(&e, "}]");
+    ingress__reply_problem(ctx, status, code, detail, e.base);
+    od_buf_free(&e);
+    ingress__ctx_free(ctx);
+}
+
+/* ---- upload: reading the request ---- */
+
+typedef struct form {
+    batch_job_t *job;
+    int have_file;
+    const char *dup; /* a field sent twice */
+} form_t;
+
+static char *dup_value(const char *p, size_t len)
+{
+    return od_strndup(p, len);
+}
+
+static int on_part(void *arg, const od_mp_part_t *p)
+{
+    form_t *f = arg;
+    batch_job_t *job = f->job;
+    static const char *const names[] = {"file", "scenario", "pacing_per_min", "start_at", "caller_id"};
+    size_t i;
+    for (i = 0; i < OD_ARRAY_SIZE(names); i++)
+        if (p->name_len == strlen(names[i]) && memcmp(p->name, names[i], p->name_len) == 0)
+            break;
+    if (i == OD_ARRAY_SIZE(names))
+        return 0; /* unknown parts are ignored, as browsers send extra fields */
+    if (i == 0) {
+        if (f->have_file) {
+            f->dup = "file";
+            return 1;
+        }
+        f->have_file = 1;
+        job->file = od_malloc(p->len + 1);
+        memcpy(job->file, p->data, p->len);
+        job->file_len = p->len;
+        if (p->filename != NULL)
+            job->file_name = dup_value(p->filename, p->filename_len);
+        return 0;
+    }
+    char **slot = i == 1 ? &job->scenario : i == 3 ? &job->start_at : i == 4 ? &job->caller_id : NULL;
+    if (i == 2) {
+        char *v = dup_value(p->data, p->len);
+        char *end;
+        long long n = strtoll(v, &end, 10);
+        job->pacing = (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
+        free(v);
+        return 0;
+    }
+    if (*slot != NULL) {
+        f->dup = names[i];
+        return 1;
+    }
+    *slot = dup_value(p->data, p->len);
+    return 0;
+}
+
+/* The settings from the query string (text/csv bodies). 0, or -1 after answering. */
+static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
+{
+    batch_job_t *job = ctx->job;
+    int bad = 0;
+    char *v;
+    if ((v = od_http_query(req, "scenario", &bad)) != NULL)
+        job->scenario = od_strdup(v);
+    if ((v = od_http_query(req, "caller_id", &bad)) != NULL)
+        job->caller_id = od_strdup(v);
+    if ((v = od_http_query(req, "start_at", &bad)) != NULL)
+        job->start_at = od_strdup(v);
+    if ((v = od_http_query(req, "file_name", &bad)) != NULL)
+        job->file_name = od_strdup(v);
+    if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL) {
+        char *end;
+        long long n = strtoll(v, &end, 10);
+        job->pacing = (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
+    }
+    if (bad) {
+        ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        return -1;
+    }
+    job->file = od_malloc(req->entity.len + 1);
+    if (req->entity.len > 0)
+        memcpy(job->file, req->entity.base, req->entity.len);
+    job->file_len = req->entity.len;
+    return 0;
+}
+
+/* The settings checked in memory (the project's rules are PostgreSQL's). 0, or -1 after answering. */
+static int check_settings(ctx_t *ctx)
+{
+    batch_job_t *job = ctx->job;
+    if (job->scenario == NULL || job->scenario[0] == '\0') {
+        field_problem(ctx, 422, "missing_field", "scenario", "scenario is required");
+        return -1;
+    }
+    if (strlen(job->scenario) > 64) {
+        field_problem(ctx, 422, "unknown_scenario", "scenario", "the project has no scenario with this name");
+        return -1;
+    }
+    if (job->pacing < 0) {
+        field_problem(ctx, 422, "invalid_pacing", "pacing_per_min", "pacing_per_min must be an integer of at least 1");
+        return -1;
+    }
+    if (job->caller_id != NULL) {
+        char e164[OD_PHONE_E164_SIZE];
+        if (od_phone_parse_e164(job->caller_id, strlen(job->caller_id), e164, NULL) != 0) {
+            field_problem(ctx, 422, "caller_id_not_verified", "caller_id",
+                          "caller_id must be one of the project's verified numbers");
+            return -1;
+        }
+        free(job->caller_id);
+        job->caller_id = od_strdup(e164);
+    }
+    if (job->start_at != NULL) {
+        int64_t us, now = od_now_us();
+        char ts[OD_RFC3339_BUF_SIZE];
+        if (od_rfc3339_parse(job->start_at, strlen(job->start_at), &us, NULL) != 0) {
+            field_problem(ctx, 422, "invalid_datetime", "start_at",
+                          "start_at must be an RFC 3339 time, e.g. 2026-11-23T09:00:00Z");
+            return -1;
+        }
+        if (us < now - START_PAST_US) {
+            field_problem(ctx, 422, "start_at_in_past", "start_at", "start_at is more than 60 s in the past");
+            return -1;
+        }
+        if (us > now + START_AHEAD_US) {
+            field_problem(ctx, 422, "start_at_too_far", "start_at", "start_at is more than 30 days ahead");
+            return -1;
+        }
+        od_rfc3339_format(us, ts);
+        free(job->start_at);
+        job->start_at = od_strdup(ts);
+    }
+    return 0;
+}
+
+/* ---- upload: the worker thread ---- */
+
+static void hash_str(EVP_MD_CTX *md, const char *s)
+{
+    EVP_DigestUpdate(md, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+static void on_work(uv_work_t *w)
+{
+    batch_job_t *job = w->data;
+    job->rc = od_batch_file_read(job->file, job->file_len, job->max_rows, &job->bf);
+    /* the request as a client would retry it: the settings and the file, not the multipart framing */
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char d[32];
+    unsigned int dlen;
+    char pacing[24];
+    snprintf(pacing, sizeof(pacing), "%lld", (long long)job->pacing);
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    hash_str(md, job->scenario);
+    hash_str(md, pacing);
+    hash_str(md, job->start_at);
+    hash_str(md, job->caller_id);
+    hash_str(md, job->file_name);
+    EVP_DigestUpdate(md, job->file, job->file_len);
+    EVP_DigestFinal_ex(md, d, &dlen);
+    EVP_MD_CTX_free(md);
+    for (int i = 0; i < 32; i++)
+        snprintf(job->req_hash + 2 * i, 3, "%02x", d[i]);
+}
+
+static void on_created(void *arg, int status, PGresult *res);
+
+static void on_work_done(uv_work_t *w, int status)
+{
+    batch_job_t *job = w->data;
+    ctx_t *ctx = job->ctx;
+    job->read_ms = od_mono_ms();
+    free(job->file); /* the rows carry what is kept */
+    job->file = NULL;
+    if (status != 0) {
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    if (job->rc != 0) {
+        ingress__reply_problem(ctx, job->bf.status, job->bf.code, job->bf.detail, NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    od_uuid7(job->batch_id);
+    json_t *p = json_pack("{ss ss sI ss ss so so so ss so ss ss? ss}", "key_id", ctx->key.key_id, "project_id",
+                          ctx->key.project_id, "requests_per_hour", (json_int_t)ctx->key.requests_per_hour, "id",
+                          job->batch_id, "scenario", job->scenario, "pacing_per_min",
+                          job->pacing > 0 ? json_integer(job->pacing) : json_null(), "start_at",
+                          job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
+                          job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
+                          job->file_name ? job->file_name : "upload.csv", "columns",
+                          json_loadb(job->bf.columns.base, job->bf.columns.len, 0, NULL), "header_line",
+                          job->bf.header_line.base ? job->bf.header_line.base : "", "idem_key",
+                          ctx->idem[0] ? ctx->idem : NULL, "request_hash", job->req_hash);
+    char *head = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    if (head == NULL) {
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    /* the settings, then the rows spliced in as they are (tens of MB are not re-parsed) */
+    od_buf_t q = OD_BUF_INIT;
+    size_t hlen = strlen(head);
+    od_buf_reserve(&q, hlen + job->bf.rows.len + 16);
+    od_buf_append(&q, head, hlen - 1);
+    od_buf_puts(&q, ",\"rows\":");
+    od_buf_append(&q, job->bf.rows.base, job->bf.rows.len);
+    od_buf_puts(&q, "}");
+    free(head);
+    od_buf_free(&job->bf.rows);
+    const char *params[1] = {q.base};
+    job->store_ms = od_mono_ms();
+    int rc = od_pg_query(ctx->in->pg, "batch_create", 1, params, on_created, ctx);
+    od_buf_free(&q);
+    if (rc != 0) {
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+    }
+}
+
+/* ---- upload: the answer ---- */
+
+static void on_published(void *arg, rd_kafka_resp_err_t err)
+{
+    (void)arg;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        od_warn("batch.created publish failed (%s); the scheduler's sweep finds the calls anyway",
+                rd_kafka_err2str(err));
+}
+
+static void on_created(void *arg, int status, PGresult *res)
+{
+    ctx_t *ctx = arg;
+    batch_job_t *job = ctx->job;
+    if (status != OD_PG_OK) {
+        if (status == OD_PG_EQUERY)
+            od_error("batch create: %s", od_pg_errmsg(res));
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    ctx->rl = json_incref(json_object_get(r, "rl"));
+    const char *what = json_string_value(json_object_get(r, "r"));
+    const char *body = json_string_value(json_object_get(r, "body"));
+    const char *code = json_string_value(json_object_get(r, "code"));
+    int http = (int)json_integer_value(json_object_get(r, "status"));
+    h2o_req_t *req = ingress__req(ctx);
+    if (what != NULL && strcmp(what, "in_use") == 0) {
+        ingress__reply_problem(ctx, 409, "idempotency_key_in_use",
+                               "an upload with this Idempotency-Key is still being processed; retry shortly", NULL);
+    } else if (what != NULL && strcmp(what, "reused") == 0) {
+        ingress__reply_problem(ctx, 422, "idempotency_key_reused",
+                               "this Idempotency-Key was used with a different upload", NULL);
+    } else if (what != NULL && strcmp(what, "replay") == 0) {
+        if (req != NULL)
+            od_http_add_header(req, "idempotent-replayed", "true");
+        ingress__reply_json(ctx, http ? http : 201, body ? body : "{}");
+    } else if (code != NULL) {
+        const char *field = json_string_value(json_object_get(r, "field"));
+        const char *detail = json_string_value(json_object_get(r, "detail"));
+        if (field != NULL) {
+            field_problem(ctx, http, code, field, detail ? detail : code); /* frees ctx */
+            json_decref(r);
+            return;
+        }
+        ingress__reply_problem(ctx, http, code,
+                               detail ? detail : http == 429 ? "too many requests for this API key; see Retry-After"
+                                                             : code,
+                               NULL);
+    } else if (http == 201 && body != NULL) {
+        char loc[64], msg[256];
+        snprintf(loc, sizeof(loc), "/v1/batches/%s", job->batch_id);
+        if (req != NULL)
+            od_http_add_header(req, "location", loc);
+        ingress__reply_json(ctx, 201, body);
+        int64_t now = od_mono_ms();
+        od_info("batch %s: %zu rows (%zu accepted) read in %lld ms, stored in %lld ms", job->batch_id, job->bf.total,
+                job->bf.accepted, (long long)(job->read_ms - ctx->started_ms), (long long)(now - job->store_ms));
+        od_metric_add(m.created, 1);
+        od_metric_add(m.rows, (double)job->bf.total);
+        od_metric_observe(m.upload_seconds, (double)(od_mono_ms() - ctx->started_ms) / 1000.0);
+        int n = snprintf(msg, sizeof(msg),
+                         "{\"v\":1,\"type\":\"batch.created\",\"batch_id\":\"%s\",\"project_id\":\"%s\"}",
+                         job->batch_id, ctx->key.project_id);
+        od_kprod_send(ctx->in->kp, ctx->in->topic_requested, ctx->key.project_id, 36, msg, (size_t)n, on_published,
+                      NULL);
+    } else {
+        ingress__reply_unavailable(ctx);
+    }
+    json_decref(r);
+    ingress__ctx_free(ctx);
+}
+
+void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
+{
+    ingress_t *in = ctx->in;
+    batch_job_t *job = job_of(ctx);
+    job->max_rows = (size_t)in->conf->batch_max_rows;
+    if (ingress__idem_header(ctx, req) != 0)
+        return;
+    h2o_iovec_t ct = od_http_header(req, "content-type");
+    const char *boundary;
+    size_t blen;
+    if (ct.base != NULL && ct.len >= 19 && strncasecmp(ct.base, "multipart/form-data", 19) == 0) {
+        if (od_mp_boundary(ct.base, ct.len, &boundary, &blen) != 0) {
+            ingress__reply_problem(ctx, 400, "invalid_multipart", "the multipart Content-Type has no boundary", NULL);
+            ingress__ctx_free(ctx);
+            return;
+        }
+        form_t f = {job, 0, NULL};
+        const char *err = NULL;
+        int rc = od_mp_parse(req->entity.base ? req->entity.base : "", req->entity.len, boundary, blen, on_part, &f,
+                             &err);
+        if (rc < 0 || f.dup != NULL) {
+            char detail[160];
+            if (f.dup != NULL)
+                snprintf(detail, sizeof(detail), "the form has the field \"%s\" twice", f.dup);
+            else
+                snprintf(detail, sizeof(detail), "the multipart body is malformed: %s", err ? err : "?");
+            ingress__reply_problem(ctx, 400, "invalid_multipart", detail, NULL);
+            ingress__ctx_free(ctx);
+            return;
+        }
+        if (!f.have_file) {
+            field_problem(ctx, 422, "missing_file", "file", "send the CSV as the form's \"file\" part");
+            return;
+        }
+    } else if (ct.base != NULL && ct.len >= 8 && strncasecmp(ct.base, "text/csv", 8) == 0) {
+        if (settings_from_query(ctx, req) != 0)
+            return;
+    } else {
+        ingress__reply_problem(ctx, 415, "unsupported_media_type",
+                               "send the CSV as multipart/form-data (part \"file\") or as a text/csv body", NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    if (check_settings(ctx) != 0)
+        return;
+    job->work.data = job;
+    if (uv_queue_work(in->svc->loop, &job->work, on_work, on_work_done) != 0) {
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+    }
+}
+
+/* ---- results.csv ---- */
+
+static void results_fetch(ctx_t *ctx);
+
+/* Ends the stream's context once nothing refers to it. */
+static void results_maybe_free(ctx_t *ctx)
+{
+    batch_job_t *job = ctx->job;
+    if (!job->query_inflight && (job->gone || job->stream == NULL))
+        ingress__ctx_free(ctx);
+}
+
+static void results_try_send(ctx_t *ctx)
+{
+    batch_job_t *job = ctx->job;
+    if (job->gone || !job->ready || !job->have_page)
+        return;
+    job->ready = 0;
+    job->have_page = 0;
+    if (job->failed) {
+        od_http_stream_abort(job->stream);
+        job->stream = NULL;
+        results_maybe_free(ctx);
+        return;
+    }
+    int final = job->page_final;
+    od_http_stream_send(job->stream, job->page.base ? job->page.base : "", job->page.len, final);
+    od_buf_reset(&job->page);
+    if (final) {
+        job->stream = NULL; /* freed with the request; no callback comes any more */
+        results_maybe_free(ctx);
+    } else {
+        results_fetch(ctx); /* the next page, while h2o sends this one */
+    }
+}
+
+static void on_results_page(void *arg, int status, PGresult *res)
+{
+    ctx_t *ctx = arg;
+    batch_job_t *job = ctx->job;
+    job->query_inflight = 0;
+    if (job->gone) {
+        results_maybe_free(ctx);
+        return;
+    }
+    if (status != OD_PG_OK) {
+        /* the status line is out: end the body as failed (the client sees an incomplete transfer, not a short file) */
+        od_error("results.csv of %s: %s", job->batch_id, res ? od_pg_errmsg(res) : "database unavailable");
+        job->failed = 1;
+        job->have_page = 1;
+        results_try_send(ctx);
+        return;
+    }
+    if (!PQgetisnull(res, 0, 0))
+        od_buf_append(&job->page, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+    if (PQgetisnull(res, 0, 1)) {
+        job->page_final = 1;
+    } else {
+        job->after = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    }
+    job->have_page = 1;
+    results_try_send(ctx);
+}
+
+static void results_fetch(ctx_t *ctx)
+{
+    batch_job_t *job = ctx->job;
+    char after[24], lim[24];
+    snprintf(after, sizeof(after), "%lld", (long long)job->after);
+    snprintf(lim, sizeof(lim), "%d", RESULTS_PAGE);
+    const char *params[3] = {job->batch_id, after, lim};
+    if (od_pg_query(ctx->in->pg, "batch_results", 3, params, on_results_page, ctx) == 0)
+        job->query_inflight = 1;
+    else
+        on_results_page(ctx, OD_PG_EUNAVAIL, NULL);
+}
+
+static void on_results_proceed(void *arg)
+{
+    ctx_t *ctx = arg;
+    ctx->job->ready = 1;
+    results_try_send(ctx);
+}
+
+static void on_results_gone(void *arg)
+{
+    ctx_t *ctx = arg;
+    ctx->job->gone = 1;
+    ctx->job->stream = NULL;
+    results_maybe_free(ctx);
+}
+
+static void on_results_head(void *arg, int status, PGresult *res)
+{
+    ctx_t *ctx = arg;
+    batch_job_t *job = ctx->job;
+    job->query_inflight = 0;
+    if (status != OD_PG_OK) {
+        if (status == OD_PG_EQUERY)
+            od_error("results.csv: %s", od_pg_errmsg(res));
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    int http = (int)json_integer_value(json_object_get(r, "status"));
+    const char *head = json_string_value(json_object_get(r, "body"));
+    ctx->rl = json_incref(json_object_get(r, "rl"));
+    h2o_req_t *req = ingress__req(ctx);
+    if (http != 200 || head == NULL || req == NULL) {
+        const char *code = json_string_value(json_object_get(r, "code"));
+        ingress__reply_problem(ctx, http ? http : 503, code ? code : "service_unavailable",
+                               http == 404 ? "no such batch in this project"
+                               : http == 429 ? "too many requests for this API key; see Retry-After"
+                                             : "the results could not be read",
+                               NULL);
+        json_decref(r);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    char disp[96];
+    snprintf(disp, sizeof(disp), "attachment; filename=\"batch-%s-results.csv\"", job->batch_id);
+    od_http_add_header(req, "content-disposition", disp);
+    ingress__ratelimit_headers(req, ctx->rl);
+    ctx->answered = 1;
+    job->stream = od_http_stream_start(req, 200, "text/csv; charset=utf-8", on_results_proceed, on_results_gone, ctx);
+    od_buf_puts(&job->page, head);
+    job->have_page = 1;
+    job->ready = 1;
+    json_decref(r);
+    results_try_send(ctx);
+}
+
+void ingress__batch_results(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    batch_job_t *job = job_of(ctx);
+    if (ingress__param_uuid(ctx, 0, job->batch_id) != 0) {
+        ingress__reply_problem(ctx, 404, "not_found", "no such batch in this project", NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    char rph[24], args[64];
+    snprintf(rph, sizeof(rph), "%lld", (long long)ctx->key.requests_per_hour);
+    snprintf(args, sizeof(args), "{\"id\":\"%s\"}", job->batch_id);
+    const char *params[5] = {ctx->key.key_id, ctx->key.project_id, rph, "batch_head", args};
+    if (od_pg_query(ctx->in->pg, "batch_api", 5, params, on_results_head, ctx) == 0) {
+        job->query_inflight = 1;
+    } else {
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+    }
+}
+
+/* ---- the others: one od_batch_api statement each ---- */
+
+void ingress__list_batches(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = json_object();
+    if (ingress__page_params(ctx, req, args) == 0)
+        ingress__api_call(ctx, "list_batches", args);
+}
+
+void ingress__get_batch(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    ingress__api_call_by_id(ctx, "get_batch", "batch");
+}
+
+void ingress__pause_batch(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    ingress__api_call_by_id(ctx, "pause_batch", "batch");
+}
+
+void ingress__resume_batch(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    ingress__api_call_by_id(ctx, "resume_batch", "batch");
+}
+
+void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    ingress__api_call_by_id(ctx, "cancel_batch", "batch");
+}
+
+void ingress__batches_init(ingress_t *in)
+{
+    od_http_set_max_entity(in->svc->http, (size_t)in->conf->batch_max_bytes);
+    m.created = od_counter("outdial_ingress_batches_created_total", NULL, "CSV batches created (201)");
+    m.rows = od_counter("outdial_ingress_batch_rows_total", NULL, "data rows of the CSV batches created");
+    m.upload_seconds = od_histogram("outdial_ingress_batch_upload_seconds", NULL,
+                                    "POST /v1/batches: request (whole body received) to 201", od_latency_buckets,
+                                    od_latency_nbuckets);
+}

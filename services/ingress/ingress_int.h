@@ -1,0 +1,113 @@
+/*
+ * Private to outdial-ingress: the request context and the service's state,
+ * shared by ingress.c (routing, calls, keys) and batches.c (CSV batches).
+ */
+#ifndef OD_INGRESS_INT_H
+#define OD_INGRESS_INT_H
+
+#include <jansson.h>
+
+#include "call_request.h"
+#include "ingress.h"
+#include "od/metrics.h"
+
+typedef struct ctx ctx_t;
+typedef struct batch_job batch_job_t;
+typedef void (*route_fn)(ctx_t *ctx, h2o_req_t *req);
+
+typedef struct route {
+    const char *method;
+    const char *pattern;
+    unsigned scope; /* OD_SCOPE_* needed */
+    route_fn fn;
+} route_t;
+
+/* One API request from authentication to its answer. */
+struct ctx {
+    ingress_t *in;
+    od_http_hold_t *hold;
+    const route_t *route;
+    od_http_params_t params; /* point into the request (alive while the hold is) */
+    od_key_t key;
+    json_t *rl;              /* rate-limit answer for the headers, or NULL */
+    /* POST /v1/calls */
+    od_call_request_t creq;
+    char call_id[37];
+    char idem[256];
+    char req_hash[65];
+    json_t *meta;            /* creq.metadata, parsed once */
+    char *body;              /* accepted call JSON */
+    int answered, reported, published;
+    int64_t started_ms;
+    h2o_linklist_t waiting;  /* in ingress.awaiting_publish */
+    ctx_t *next;             /* in an accept group */
+    batch_job_t *job;        /* the batch endpoints' state (batches.c), or NULL */
+};
+
+typedef struct accept_group {
+    ingress_t *in;
+    ctx_t *head;
+    int n;
+} accept_group_t;
+
+struct ingress {
+    od_svc_t *svc;
+    const ingress_conf_t *conf;
+    od_pg_t *pg;
+    od_kprod_t *kp;
+    od_auth_t *auth;
+    char topic_requested[256];
+    /* requests of this loop turn waiting for od_accept_calls */
+    ctx_t *group_head, **group_tail;
+    int groups_inflight;     /* od_accept_calls statements sent and not answered */
+    uv_check_t group_check;
+    /* accepted calls waiting for their delivery report, oldest first */
+    h2o_linklist_t awaiting_publish;
+    uv_timer_t publish_timer;
+    ctx_t *done_head;        /* confirmed by Kafka, waiting for od_accept_done */
+    uv_check_t done_check;
+    char *openapi;
+    size_t openapi_len;
+};
+
+
+/* ---- ingress.c ---- */
+
+/** RateLimit-Policy, RateLimit (and Retry-After) from od_rate_take's answer. */
+void ingress__ratelimit_headers(h2o_req_t *req, json_t *rl);
+/** Frees a request context (releases its hold). */
+void ingress__ctx_free(ctx_t *ctx);
+/** The request, or NULL if the client went away. */
+h2o_req_t *ingress__req(ctx_t *ctx);
+/** Answers (with the rate-limit headers of ctx->rl). */
+void ingress__reply(ctx_t *ctx, int status, const char *ctype, const char *body, size_t len);
+void ingress__reply_json(ctx_t *ctx, int status, const char *json);
+void ingress__reply_problem(ctx_t *ctx, int status, const char *code, const char *detail, const char *errors);
+void ingress__reply_unavailable(ctx_t *ctx);
+/** 400 invalid_parameter for a query parameter; frees ctx. */
+void ingress__bad_param(ctx_t *ctx, const char *field, const char *message);
+/** Runs od_api (or od_batch_api for ops named *batch*) and answers; takes ownership of args and ctx. */
+void ingress__api_call(ctx_t *ctx, const char *op, json_t *args);
+/** The same for the object named by the path's first parameter (404 if it is not an id). */
+void ingress__api_call_by_id(ctx_t *ctx, const char *op, const char *what);
+/** Takes the Idempotency-Key header into ctx->idem: 0, or -1 after answering 400 (ctx freed). */
+int ingress__idem_header(ctx_t *ctx, h2o_req_t *req);
+/** limit (1..200) and cursor (an id) of a list into args: 0, or -1 after answering 400 (args and ctx freed). */
+int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args);
+/** The path's i-th parameter as a lower-case uuid; -1 if it is not one. */
+int ingress__param_uuid(ctx_t *ctx, int i, char out[37]);
+
+/* ---- batches.c ---- */
+
+void ingress__batches_init(ingress_t *in);
+void ingress__create_batch(ctx_t *ctx, h2o_req_t *req);
+void ingress__list_batches(ctx_t *ctx, h2o_req_t *req);
+void ingress__get_batch(ctx_t *ctx, h2o_req_t *req);
+void ingress__batch_results(ctx_t *ctx, h2o_req_t *req);
+void ingress__pause_batch(ctx_t *ctx, h2o_req_t *req);
+void ingress__resume_batch(ctx_t *ctx, h2o_req_t *req);
+void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req);
+/** Frees a batch job hanging off a context (ctx->job). */
+void ingress__batch_job_free(batch_job_t *job);
+
+#endif
