@@ -365,23 +365,6 @@ BEGIN
 END
 $$;
 
--- One page of results.csv: up to p_limit rows after p_after, as CSV text
--- (CRLF line ends), and the last row number (NULL when there are no more).
-CREATE OR REPLACE FUNCTION od_batch_results(p_batch uuid, p_after integer, p_limit integer,
-                                            OUT csv text, OUT last_row integer)
-LANGUAGE sql STABLE AS $$
-    SELECT string_agg(r.line || ',' || coalesce(c.id::text, '') || ',' || coalesce(c.status, '') || ',' ||
-                      coalesce(c.final_state, '') || ',' || coalesce(c.outcome, '') || ',' ||
-                      coalesce(c.goal_completed::text, '') || ',' ||
-                      coalesce(round(c.duration_ms / 1000.0, 3)::text, '') || ',' ||
-                      coalesce(c.cost_micros::text, '') || ',' || coalesce(od_ts(c.ended_at), '') || ',' ||
-                      coalesce(r.error, '') || E'\r\n', '' ORDER BY r.row_no),
-           CASE WHEN count(*) = p_limit THEN max(r.row_no) END
-      FROM (SELECT * FROM batch_rows WHERE batch_id = p_batch AND row_no > p_after
-             ORDER BY row_no LIMIT p_limit) r
-      LEFT JOIN calls c ON c.id = r.call_id
-$$;
-
 -- The batch endpoints but upload and results (those have their own
 -- statements): rate limit, then the operation, as od_api.
 CREATE OR REPLACE FUNCTION od_batch_api(p_key_id uuid, p_project uuid, p_req_per_hour integer, p_op text,

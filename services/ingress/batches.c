@@ -9,7 +9,7 @@
  * One batch.created message tells the scheduler to sweep the new calls in;
  * PostgreSQL is what it dispatches from.
  *
- * results.csv: streamed page by page (od_batch_results, rows already
+ * results.csv: streamed page by page (statement batch_results, rows already
  * CSV-encoded at upload), one page fetched ahead while h2o sends the last.
  */
 #include <openssl/evp.h>
@@ -26,7 +26,7 @@
 #include "od/phone.h"
 #include "od/rfc3339.h"
 
-#define RESULTS_PAGE 5000 /* rows per od_batch_results query */
+#define RESULTS_PAGE 20000 /* rows per batch_results query */
 #define START_PAST_US (60LL * 1000000)
 #define START_AHEAD_US (30LL * 86400 * 1000000)
 
@@ -47,7 +47,7 @@ struct batch_job {
     /* results.csv */
     od_http_stream_t *stream;
     int64_t after;       /* last row sent or fetched */
-    int query_inflight;  /* an od_batch_results page is on its way */
+    int query_inflight;  /* a batch_results page is on its way */
     int ready;           /* h2o took the last chunk: the next may go */
     int gone;            /* the client went away */
     int have_page, page_final;
@@ -473,6 +473,39 @@ static void results_try_send(ctx_t *ctx)
     }
 }
 
+/*
+ * One line of results.csv from a row of the batch_results statement: the
+ * uploaded cells, then call_id,status,final_state,outcome,goal_completed,
+ * duration_s,cost_micros,ended_at,error. Those values need no quoting (ids,
+ * codes, numbers, times).
+ */
+static void results_line(od_buf_t *b, const PGresult *res, int i)
+{
+    od_buf_append(b, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+    for (int col = 2; col <= 5; col++) {
+        od_buf_puts(b, ",");
+        od_buf_append(b, PQgetvalue(res, i, col), (size_t)PQgetlength(res, i, col));
+    }
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, 6))
+        od_buf_puts(b, PQgetvalue(res, i, 6)[0] == 't' ? "true" : "false");
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, 7)) {
+        long long ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        od_buf_printf(b, "%lld.%03lld", ms / 1000, ms % 1000);
+    }
+    od_buf_puts(b, ",");
+    od_buf_append(b, PQgetvalue(res, i, 8), (size_t)PQgetlength(res, i, 8));
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, 9)) {
+        char ts[OD_RFC3339_BUF_SIZE];
+        od_buf_append(b, ts, od_rfc3339_format(strtoll(PQgetvalue(res, i, 9), NULL, 10), ts));
+    }
+    od_buf_puts(b, ",");
+    od_buf_append(b, PQgetvalue(res, i, 10), (size_t)PQgetlength(res, i, 10));
+    od_buf_puts(b, "\r\n");
+}
+
 static void on_results_page(void *arg, int status, PGresult *res)
 {
     ctx_t *ctx = arg;
@@ -490,13 +523,12 @@ static void on_results_page(void *arg, int status, PGresult *res)
         results_try_send(ctx);
         return;
     }
-    if (!PQgetisnull(res, 0, 0))
-        od_buf_append(&job->page, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-    if (PQgetisnull(res, 0, 1)) {
-        job->page_final = 1;
-    } else {
-        job->after = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        results_line(&job->page, res, i);
+    if (n > 0)
+        job->after = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
+    job->page_final = n < RESULTS_PAGE;
     job->have_page = 1;
     results_try_send(ctx);
 }

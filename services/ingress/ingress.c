@@ -819,7 +819,11 @@ static const od_pg_stmt_t stmts[] = {
     {"api", "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
     {"batch_api", "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
     {"batch_create", "SELECT od_batch_create($1::jsonb)::text"},
-    {"batch_results", "SELECT csv, last_row FROM od_batch_results($1::uuid, $2::integer, $3::integer)"},
+    /* a page of results.csv: the row as uploaded (CSV-encoded at upload) and its call's state */
+    {"batch_results", "SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, "
+                      "c.duration_ms, c.cost_micros, floor(extract(epoch FROM c.ended_at) * 1000000)::bigint, r.error "
+                      "FROM batch_rows r LEFT JOIN calls c ON c.id = r.call_id "
+                      "WHERE r.batch_id = $1::uuid AND r.row_no > $2::integer ORDER BY r.row_no LIMIT $3::integer"},
 };
 
 ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
