@@ -99,9 +99,12 @@ typedef struct form {
     const char *dup; /* a field sent twice */
 } form_t;
 
-static char *dup_value(const char *p, size_t len)
+/* pacing_per_min as sent: an integer from 1 to 1,000,000, else -1 (422 invalid_pacing) */
+static int64_t parse_pacing(const char *v)
 {
-    return od_strndup(p, len);
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    return (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
 }
 
 static int on_part(void *arg, const od_mp_part_t *p)
@@ -125,15 +128,13 @@ static int on_part(void *arg, const od_mp_part_t *p)
         memcpy(job->file, p->data, p->len);
         job->file_len = p->len;
         if (p->filename != NULL)
-            job->file_name = dup_value(p->filename, p->filename_len);
+            job->file_name = od_strndup(p->filename, p->filename_len);
         return 0;
     }
     char **slot = i == 1 ? &job->scenario : i == 3 ? &job->start_at : i == 4 ? &job->caller_id : NULL;
     if (i == 2) {
-        char *v = dup_value(p->data, p->len);
-        char *end;
-        long long n = strtoll(v, &end, 10);
-        job->pacing = (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
+        char *v = od_strndup(p->data, p->len);
+        job->pacing = parse_pacing(v);
         free(v);
         return 0;
     }
@@ -141,7 +142,7 @@ static int on_part(void *arg, const od_mp_part_t *p)
         f->dup = names[i];
         return 1;
     }
-    *slot = dup_value(p->data, p->len);
+    *slot = od_strndup(p->data, p->len);
     return 0;
 }
 
@@ -159,11 +160,8 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
         job->start_at = od_strdup(v);
     if ((v = od_http_query(req, "file_name", &bad)) != NULL)
         job->file_name = od_strdup(v);
-    if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL) {
-        char *end;
-        long long n = strtoll(v, &end, 10);
-        job->pacing = (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
-    }
+    if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL)
+        job->pacing = parse_pacing(v);
     if (bad) {
         ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
         return -1;
@@ -565,7 +563,6 @@ static void on_results_head(void *arg, int status, PGresult *res)
 {
     ctx_t *ctx = arg;
     batch_job_t *job = ctx->job;
-    job->query_inflight = 0;
     if (status != OD_PG_OK) {
         if (status == OD_PG_EQUERY)
             od_error("results.csv: %s", od_pg_errmsg(res));
@@ -606,21 +603,8 @@ void ingress__batch_results(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
     batch_job_t *job = job_of(ctx);
-    if (ingress__param_uuid(ctx, 0, job->batch_id) != 0) {
-        ingress__reply_problem(ctx, 404, "not_found", "no such batch in this project", NULL);
-        ingress__ctx_free(ctx);
-        return;
-    }
-    char rph[24], args[64];
-    snprintf(rph, sizeof(rph), "%lld", (long long)ctx->key.requests_per_hour);
-    snprintf(args, sizeof(args), "{\"id\":\"%s\"}", job->batch_id);
-    const char *params[5] = {ctx->key.key_id, ctx->key.project_id, rph, "batch_head", args};
-    if (od_pg_query(ctx->in->pg, "batch_api", 5, params, on_results_head, ctx) == 0) {
-        job->query_inflight = 1;
-    } else {
-        ingress__reply_unavailable(ctx);
-        ingress__ctx_free(ctx);
-    }
+    if (ingress__path_id(ctx, "batch", job->batch_id) == 0)
+        ingress__api_run(ctx, "batch_api", "batch_head", json_pack("{ss}", "id", job->batch_id), on_results_head);
 }
 
 /* ---- the others: one od_batch_api statement each ---- */
@@ -629,31 +613,39 @@ void ingress__list_batches(ctx_t *ctx, h2o_req_t *req)
 {
     json_t *args = json_object();
     if (ingress__page_params(ctx, req, args) == 0)
-        ingress__api_call(ctx, "list_batches", args);
+        ingress__api_run(ctx, "batch_api", "list_batches", args, NULL);
+}
+
+/* One od_batch_api operation on the batch named by the path. */
+static void batch_op(ctx_t *ctx, const char *op)
+{
+    char id[37];
+    if (ingress__path_id(ctx, "batch", id) == 0)
+        ingress__api_run(ctx, "batch_api", op, json_pack("{ss}", "id", id), NULL);
 }
 
 void ingress__get_batch(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "get_batch", "batch");
+    batch_op(ctx, "get_batch");
 }
 
 void ingress__pause_batch(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "pause_batch", "batch");
+    batch_op(ctx, "pause_batch");
 }
 
 void ingress__resume_batch(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "resume_batch", "batch");
+    batch_op(ctx, "resume_batch");
 }
 
 void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "cancel_batch", "batch");
+    batch_op(ctx, "cancel_batch");
 }
 
 void ingress__batches_init(ingress_t *in)

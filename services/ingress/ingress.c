@@ -154,13 +154,13 @@ static void on_api_result(void *arg, int status, PGresult *res)
 }
 
 /* Runs od_api(op, args); takes ownership of args. */
-void ingress__api_call(ctx_t *ctx, const char *op, json_t *args)
+void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args, od_pg_cb cb)
 {
     char *a = json_dumps(args, JSON_COMPACT);
     char rph[24];
     snprintf(rph, sizeof(rph), "%lld", (long long)ctx->key.requests_per_hour);
     const char *params[5] = {ctx->key.key_id, ctx->key.project_id, rph, op, a};
-    int rc = od_pg_query(ctx->in->pg, strstr(op, "batch") ? "batch_api" : "api", 5, params, on_api_result, ctx);
+    int rc = od_pg_query(ctx->in->pg, stmt, 5, params, cb ? cb : on_api_result, ctx);
     free(a);
     json_decref(args);
     if (rc != 0) {
@@ -169,41 +169,45 @@ void ingress__api_call(ctx_t *ctx, const char *op, json_t *args)
     }
 }
 
-int ingress__param_uuid(ctx_t *ctx, int i, char out[37])
+void ingress__api_call(ctx_t *ctx, const char *op, json_t *args)
 {
-    h2o_iovec_t v = ctx->params.v[i];
-    if (od_uuid_check(v.base, v.len) != 0)
-        return -1;
-    for (size_t k = 0; k < 36; k++)
-        out[k] = (char)(v.base[k] >= 'A' && v.base[k] <= 'F' ? v.base[k] + 32 : v.base[k]);
-    out[36] = '\0';
-    return 0;
+    ingress__api_run(ctx, "api", op, args, NULL);
 }
 
-/* An operation on one object named by the path's id; a malformed id is as unknown as a missing one. */
-void ingress__api_call_by_id(ctx_t *ctx, const char *op, const char *what)
+int ingress__path_id(ctx_t *ctx, const char *what, char id[37])
 {
-    char id[37];
-    if (ingress__param_uuid(ctx, 0, id) != 0) {
+    h2o_iovec_t v = ctx->params.v[0];
+    if (od_uuid_check(v.base, v.len) != 0) {
         char detail[64];
         snprintf(detail, sizeof(detail), "no such %s in this project", what);
         ingress__reply_problem(ctx, 404, "not_found", detail, NULL);
         ingress__ctx_free(ctx);
-        return;
+        return -1;
     }
-    ingress__api_call(ctx, op, json_pack("{ss}", "id", id));
+    for (size_t k = 0; k < 36; k++)
+        id[k] = (char)(v.base[k] >= 'A' && v.base[k] <= 'F' ? v.base[k] + 32 : v.base[k]);
+    id[36] = '\0';
+    return 0;
+}
+
+/* An operation on one object named by the path's id; a malformed id is as unknown as a missing one. */
+static void api_call_by_id(ctx_t *ctx, const char *op, const char *what)
+{
+    char id[37];
+    if (ingress__path_id(ctx, what, id) == 0)
+        ingress__api_call(ctx, op, json_pack("{ss}", "id", id));
 }
 
 static void route_get_call(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "get_call", "call");
+    api_call_by_id(ctx, "get_call", "call");
 }
 
 static void route_cancel_call(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "cancel_call", "call");
+    api_call_by_id(ctx, "cancel_call", "call");
 }
 
 void ingress__bad_param(ctx_t *ctx, const char *field, const char *message)
@@ -300,7 +304,7 @@ static void route_list_keys(ctx_t *ctx, h2o_req_t *req)
 static void route_revoke_key(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    ingress__api_call_by_id(ctx, "revoke_key", "API key");
+    api_call_by_id(ctx, "revoke_key", "API key");
 }
 
 static void route_create_key(ctx_t *ctx, h2o_req_t *req)

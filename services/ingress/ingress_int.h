@@ -86,16 +86,22 @@ void ingress__reply_problem(ctx_t *ctx, int status, const char *code, const char
 void ingress__reply_unavailable(ctx_t *ctx);
 /** 400 invalid_parameter for a query parameter; frees ctx. */
 void ingress__bad_param(ctx_t *ctx, const char *field, const char *message);
-/** Runs od_api (or od_batch_api for ops named *batch*) and answers; takes ownership of args and ctx. */
+/**
+ * Runs `stmt` — "api" (od_api) or "batch_api" (od_batch_api), which take the
+ * same parameters: the key, its project and hourly budget, `op`, `args` — and
+ * answers with `cb`, or, when cb is NULL, with the statement's {status, body |
+ * code, detail, rl}. Takes ownership of args; frees ctx if it cannot send.
+ */
+void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args, od_pg_cb cb);
+/** ingress__api_run of "api", answered generically. */
 void ingress__api_call(ctx_t *ctx, const char *op, json_t *args);
-/** The same for the object named by the path's first parameter (404 if it is not an id). */
-void ingress__api_call_by_id(ctx_t *ctx, const char *op, const char *what);
+/** The path's id (lower case) for an object named `what`: 0, or -1 after answering 404 (ctx freed). */
+int ingress__path_id(ctx_t *ctx, const char *what, char id[37]);
+
 /** Takes the Idempotency-Key header into ctx->idem: 0, or -1 after answering 400 (ctx freed). */
 int ingress__idem_header(ctx_t *ctx, h2o_req_t *req);
 /** limit (1..200) and cursor (an id) of a list into args: 0, or -1 after answering 400 (args and ctx freed). */
 int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args);
-/** The path's i-th parameter as a lower-case uuid; -1 if it is not one. */
-int ingress__param_uuid(ctx_t *ctx, int i, char out[37]);
 
 /* ---- batches.c ---- */
 

@@ -70,9 +70,7 @@ static void outcome_drain(od_svc_t *svc, void *arg)
         o->paused = 1;
         od_kcons_pause(o->kcons);
     }
-    uv_timer_stop(&o->reap_timer);
-    uv_timer_stop(&o->expire_timer);
-    uv_timer_stop(&o->compact_timer);
+    outcome__reaper_pause(o);
     od_info("drain: %d events in flight, %d collected", o->flight.n, o->open.n);
     outcome__flush(o); /* the events already collected go too */
     outcome__drain_check(o);

@@ -44,7 +44,22 @@ typedef struct obatch {
     int n, cap;
 } obatch_t;
 
-typedef struct outcome {
+typedef struct outcome outcome_t;
+
+/** A periodic statement of reaper.c: one parameter in, a count out, never twice at once. */
+typedef struct outcome_chore {
+    outcome_t *o;
+    uv_timer_t timer;
+    int inflight;
+    const char *what, *stmt; /* for logs; the prepared statement */
+    int64_t param;           /* its one parameter */
+    int limit;               /* a count this high runs it again at once (0: never) */
+    uint64_t every_ms;
+    od_metric_t *metric;     /* counts what it did */
+    void (*report)(outcome_t *o, int n); /* logs a count > 0, or NULL */
+} outcome_chore_t;
+
+struct outcome {
     od_svc_t *svc;
     const outcome_conf_t *conf;
     uv_loop_t *loop;
@@ -62,15 +77,14 @@ typedef struct outcome {
     int paused, draining, closing;
 
     /* reaper.c */
-    uv_timer_t reap_timer, expire_timer, compact_timer;
-    int reap_inflight, expire_inflight, compact_inflight;
+    outcome_chore_t reap, compact, expire;
 
     uv_timer_t drain_timer;
 
     struct {
         od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted;
     } m;
-} outcome_t;
+};
 
 /* outcome.c */
 /** Creates the service on svc's loop. NULL on a fatal set-up error. */
@@ -90,5 +104,7 @@ void outcome__apply_close(outcome_t *o);
 /* reaper.c */
 void outcome__reaper_start(outcome_t *o);
 void outcome__reaper_stop(outcome_t *o);
+/** Stops the chores' timers (drain); the handles are closed by outcome__reaper_stop. */
+void outcome__reaper_pause(outcome_t *o);
 
 #endif

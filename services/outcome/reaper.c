@@ -5,6 +5,9 @@
  * Also the chores: folding the batches' counter deltas into their counters
  * and finishing the batches that are done (every reaper interval), and
  * expiring idempotency records past their keep time (every 10 minutes).
+ *
+ * Each is a chore: one statement with one parameter, answering a count, run
+ * by a timer, never twice at once; a count at its limit runs it again at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,110 +16,90 @@
 #include "od/log.h"
 #include "outcome.h"
 
-#define REAP_LIMIT "1000"
+#define REAP_LIMIT 1000
+#define COMPACT_LIMIT 10000
 #define EXPIRE_EVERY_MS (10 * 60 * 1000)
-#define COMPACT_LIMIT "10000"
 
-static void on_reap_timer(uv_timer_t *t);
+static void on_chore_timer(uv_timer_t *t);
 
-static void on_reaped(void *arg, int status, PGresult *res)
+static void on_chore_done(void *arg, int status, PGresult *res)
 {
-    outcome_t *o = arg;
-    o->reap_inflight = 0;
+    outcome_chore_t *c = arg;
+    outcome_t *o = c->o;
+    c->inflight = 0;
     if (status != OD_PG_OK) {
-        od_warn("reaper: %s", status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
+        od_warn("%s: %s", c->what, status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
         return;
     }
     int n = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : 0;
-    if (n == 0)
+    od_metric_add(c->metric, n);
+    if (n > 0 && c->report != NULL)
+        c->report(o, n);
+    if (c->limit > 0 && n >= c->limit && !o->draining)
+        uv_timer_start(&c->timer, on_chore_timer, 0, c->every_ms); /* more left */
+}
+
+static void on_chore_timer(uv_timer_t *t)
+{
+    outcome_chore_t *c = t->data;
+    if (c->inflight)
         return;
-    od_metric_add(o->m.reaped, n);
+    char param[24];
+    snprintf(param, sizeof(param), "%lld", (long long)c->param);
+    const char *params[1] = {param};
+    if (od_pg_query(c->o->pg, c->stmt, 1, params, on_chore_done, c) == 0)
+        c->inflight = 1;
+}
+
+static void chore_start(outcome_t *o, outcome_chore_t *c, const char *what, const char *stmt, int64_t param,
+                        int limit, uint64_t every_ms, od_metric_t *metric, void (*report)(outcome_t *o, int n))
+{
+    c->o = o;
+    c->what = what;
+    c->stmt = stmt;
+    c->param = param;
+    c->limit = limit;
+    c->every_ms = every_ms;
+    c->metric = metric;
+    c->report = report;
+    uv_timer_init(o->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, on_chore_timer, every_ms, every_ms);
+}
+
+static void report_reaped(outcome_t *o, int n)
+{
+    (void)o;
     od_warn("reaper: %d calls whose dialer stopped renewing its lease ended as internal_error", n);
-    if (n >= atoi(REAP_LIMIT) && !o->draining)
-        uv_timer_start(&o->reap_timer, on_reap_timer, 0, (uint64_t)o->conf->reaper_interval_ms); /* more left */
 }
 
-static void on_reap_timer(uv_timer_t *t)
+static void report_expired(outcome_t *o, int n)
 {
-    outcome_t *o = t->data;
-    if (o->reap_inflight)
-        return;
-    const char *params[1] = {REAP_LIMIT};
-    if (od_pg_query(o->pg, "reap", 1, params, on_reaped, o) == 0)
-        o->reap_inflight = 1;
-}
-
-static void on_compact_timer(uv_timer_t *t);
-
-static void on_compacted(void *arg, int status, PGresult *res)
-{
-    outcome_t *o = arg;
-    o->compact_inflight = 0;
-    if (status != OD_PG_OK) {
-        od_warn("batch counters: %s", status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
-        return;
-    }
-    int n = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : 0;
-    od_metric_add(o->m.compacted, n);
-    if (n >= atoi(COMPACT_LIMIT) && !o->draining)
-        uv_timer_start(&o->compact_timer, on_compact_timer, 0, (uint64_t)o->conf->reaper_interval_ms); /* more left */
-}
-
-static void on_compact_timer(uv_timer_t *t)
-{
-    outcome_t *o = t->data;
-    if (o->compact_inflight)
-        return;
-    const char *params[1] = {COMPACT_LIMIT};
-    if (od_pg_query(o->pg, "batch_compact", 1, params, on_compacted, o) == 0)
-        o->compact_inflight = 1;
-}
-
-static void on_expired(void *arg, int status, PGresult *res)
-{
-    outcome_t *o = arg;
-    o->expire_inflight = 0;
-    if (status != OD_PG_OK) {
-        od_warn("idempotency expiry: %s", status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
-        return;
-    }
-    int n = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : 0;
-    od_metric_add(o->m.expired, n);
-    if (n > 0)
-        od_info("idempotency expiry: %d records older than %lld s deleted", n, (long long)o->conf->idem_keep_s);
-}
-
-static void on_expire_timer(uv_timer_t *t)
-{
-    outcome_t *o = t->data;
-    if (o->expire_inflight)
-        return;
-    char keep[24];
-    snprintf(keep, sizeof(keep), "%lld", (long long)o->conf->idem_keep_s);
-    const char *params[1] = {keep};
-    if (od_pg_query(o->pg, "expire_idem", 1, params, on_expired, o) == 0)
-        o->expire_inflight = 1;
+    od_info("idempotency expiry: %d records older than %lld s deleted", n, (long long)o->conf->idem_keep_s);
 }
 
 void outcome__reaper_start(outcome_t *o)
 {
     uint64_t every = (uint64_t)o->conf->reaper_interval_ms;
-    uv_timer_init(o->loop, &o->reap_timer);
-    o->reap_timer.data = o;
-    uv_timer_start(&o->reap_timer, on_reap_timer, every, every);
-    uv_timer_init(o->loop, &o->compact_timer);
-    o->compact_timer.data = o;
-    uv_timer_start(&o->compact_timer, on_compact_timer, every, every);
-    uv_timer_init(o->loop, &o->expire_timer);
-    o->expire_timer.data = o;
-    uv_timer_start(&o->expire_timer, on_expire_timer, EXPIRE_EVERY_MS, EXPIRE_EVERY_MS);
+    chore_start(o, &o->reap, "reaper", "reap", REAP_LIMIT, REAP_LIMIT, every, o->m.reaped, report_reaped);
+    chore_start(o, &o->compact, "batch counters", "batch_compact", COMPACT_LIMIT, COMPACT_LIMIT, every,
+                o->m.compacted, NULL);
+    chore_start(o, &o->expire, "idempotency expiry", "expire_idem", o->conf->idem_keep_s, 0, EXPIRE_EVERY_MS,
+                o->m.expired, report_expired);
+}
+
+void outcome__reaper_pause(outcome_t *o)
+{
+    uv_timer_stop(&o->reap.timer);
+    uv_timer_stop(&o->compact.timer);
+    uv_timer_stop(&o->expire.timer);
 }
 
 void outcome__reaper_stop(outcome_t *o)
 {
     /* a query still out calls back into o: the pool is closed after this, and
      * od_pg_close answers it (EUNAVAIL) before the memory goes */
-    uv_close((uv_handle_t *)&o->reap_timer, NULL);
-    uv_close((uv_handle_t *)&o->expire_timer, NULL);
-    uv_close((uv_handle_t *)&o->compact_timer, NULL);
+    uv_close((uv_handle_t *)&o->reap.timer, NULL);
+    uv_close((uv_handle_t *)&o->compact.timer, NULL);
+    uv_close((uv_handle_t *)&o->expire.timer, NULL);
 }
