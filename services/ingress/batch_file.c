@@ -204,12 +204,14 @@ static void next_call_id(char base[37], uint64_t *counter, char out[37])
     snprintf(out + 24, 13, "%012llx", (unsigned long long)((*counter)++ & 0xffffffffffffULL));
 }
 
-static void write_rows(reader_t *r)
+static void write_rows(reader_t *r, const char *prefix)
 {
     od_batch_file_t *out = r->out;
     char base[37];
     uint64_t counter = UINT64_MAX;
-    od_buf_reserve(&out->rows, r->lines.len + r->metas.len + r->nrows * 96 + 2);
+    od_buf_reserve(&out->rows, (prefix ? strlen(prefix) : 0) + r->lines.len + r->metas.len + r->nrows * 96 + 2);
+    if (prefix != NULL)
+        od_buf_puts(&out->rows, prefix);
     od_buf_puts(&out->rows, "[");
     for (size_t i = 0; i < r->nrows; i++) {
         const row_t *row = &r->rows[i];
@@ -232,7 +234,7 @@ static void write_rows(reader_t *r)
     out->total = r->nrows;
 }
 
-int od_batch_file_read(const char *csv, size_t len, size_t max_rows, od_batch_file_t *out)
+int od_batch_file_read(const char *csv, size_t len, size_t max_rows, const char *prefix, od_batch_file_t *out)
 {
     memset(out, 0, sizeof(*out));
     reader_t r = {.out = out, .max_rows = max_rows, .lines = OD_BUF_INIT, .metas = OD_BUF_INIT};
@@ -252,7 +254,7 @@ int od_batch_file_read(const char *csv, size_t len, size_t max_rows, od_batch_fi
              err.line);
     if (out->status == 0) {
         mark_duplicates(&r);
-        write_rows(&r);
+        write_rows(&r, prefix);
     }
     for (size_t i = 0; i < r.ncols && r.names; i++)
         free(r.names[i]);

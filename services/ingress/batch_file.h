@@ -18,7 +18,7 @@ typedef struct od_batch_file {
     /* on success */
     od_buf_t columns;     /**< JSON array of the header names (trimmed) */
     od_buf_t header_line; /**< the header CSV-encoded, no line end */
-    od_buf_t rows;        /**< JSON array: [row_no, call_id|null, phone|null, error|null, metadata|null, line] */
+    od_buf_t rows;        /**< `prefix`, then a JSON array: [row_no, call_id|null, phone|null, error|null, metadata|null, line] */
     size_t total, accepted, rejected;
     /* on failure: the problem */
     int status;           /**< 0 on success, else 413 / 422 */
@@ -27,13 +27,15 @@ typedef struct od_batch_file {
 } od_batch_file_t;
 
 /**
- * Reads `len` bytes of CSV. On success returns 0 with `out` filled (free with
+ * Reads `len` bytes of CSV. `prefix` (may be NULL) starts out->rows, so a
+ * caller embedding the rows (tens of MB) in a larger text writes around
+ * them instead of copying them. On success returns 0 with `out` filled (free with
  * od_batch_file_free); on a file-level problem returns -1 with out->status,
  * out->code and out->detail set and nothing else to free. Rows are checked
  * one by one (phone, duplicates, field count, metadata size); each accepted
  * row gets a new call id (UUIDv7).
  */
-int od_batch_file_read(const char *csv, size_t len, size_t max_rows, od_batch_file_t *out);
+int od_batch_file_read(const char *csv, size_t len, size_t max_rows, const char *prefix, od_batch_file_t *out);
 void od_batch_file_free(od_batch_file_t *f);
 
 /**

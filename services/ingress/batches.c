@@ -44,6 +44,7 @@ struct batch_job {
     int64_t read_ms, store_ms; /* when reading the file ended, when its statement was sent */
     char req_hash[65];
     char batch_id[37];
+    char *head;          /* od_batch_create's parameter up to its rows (the settings) */
     /* results.csv */
     od_http_stream_t *stream;
     int64_t after;       /* last row sent or fetched */
@@ -66,6 +67,7 @@ void ingress__batch_job_free(batch_job_t *job)
     free(job->scenario);
     free(job->caller_id);
     free(job->start_at);
+    free(job->head);
     od_batch_file_free(&job->bf);
     od_buf_free(&job->page);
     free(job);
@@ -232,7 +234,7 @@ static void hash_str(EVP_MD_CTX *md, const char *s)
 static void on_work(uv_work_t *w)
 {
     batch_job_t *job = w->data;
-    job->rc = od_batch_file_read(job->file, job->file_len, job->max_rows, &job->bf);
+    job->rc = od_batch_file_read(job->file, job->file_len, job->max_rows, job->head, &job->bf);
     /* the request as a client would retry it: the settings and the file, not the multipart framing */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned char d[32];
@@ -271,38 +273,17 @@ static void on_work_done(uv_work_t *w, int status)
         ingress__ctx_free(ctx);
         return;
     }
-    od_uuid7(job->batch_id);
-    json_t *p = json_pack("{ss ss sI ss ss so so so ss so ss ss? ss}", "key_id", ctx->key.key_id, "project_id",
-                          ctx->key.project_id, "requests_per_hour", (json_int_t)ctx->key.requests_per_hour, "id",
-                          job->batch_id, "scenario", job->scenario, "pacing_per_min",
-                          job->pacing > 0 ? json_integer(job->pacing) : json_null(), "start_at",
-                          job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
-                          job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
-                          job->file_name ? job->file_name : "upload.csv", "columns",
-                          json_loadb(job->bf.columns.base, job->bf.columns.len, 0, NULL), "header_line",
-                          job->bf.header_line.base ? job->bf.header_line.base : "", "idem_key",
-                          ctx->idem[0] ? ctx->idem : NULL, "request_hash", job->req_hash);
-    char *head = p ? json_dumps(p, JSON_COMPACT) : NULL;
-    json_decref(p);
-    if (head == NULL) {
-        ingress__reply_unavailable(ctx);
-        ingress__ctx_free(ctx);
-        return;
-    }
-    /* the settings, then the rows spliced in as they are (tens of MB are not re-parsed) */
-    od_buf_t q = OD_BUF_INIT;
-    size_t hlen = strlen(head);
-    od_buf_reserve(&q, hlen + job->bf.rows.len + 16);
-    od_buf_append(&q, head, hlen - 1);
-    od_buf_puts(&q, ",\"rows\":");
-    od_buf_append(&q, job->bf.rows.base, job->bf.rows.len);
-    od_buf_puts(&q, "}");
-    free(head);
-    od_buf_free(&job->bf.rows);
-    const char *params[1] = {q.base};
+    /* the rows are in place after the settings; the file's header and the hash close the object */
+    od_buf_t *q = &job->bf.rows;
+    od_buf_puts(q, ",\"columns\":");
+    od_buf_append(q, job->bf.columns.base, job->bf.columns.len);
+    od_buf_puts(q, ",\"header_line\":");
+    od_buf_json_str(q, job->bf.header_line.base ? job->bf.header_line.base : "", job->bf.header_line.len);
+    od_buf_printf(q, ",\"request_hash\":\"%s\"}", job->req_hash);
+    const char *params[1] = {q->base};
     job->store_ms = od_mono_ms();
     int rc = od_pg_query(ctx->in->pg, "batch_create", 1, params, on_created, ctx);
-    od_buf_free(&q);
+    od_buf_free(q);
     if (rc != 0) {
         ingress__reply_unavailable(ctx);
         ingress__ctx_free(ctx);
@@ -428,6 +409,21 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
     }
     if (check_settings(ctx) != 0)
         return;
+    od_uuid7(job->batch_id);
+    json_t *p = json_pack("{ss ss sI ss ss so so so ss ss?}", "key_id", ctx->key.key_id, "project_id",
+                          ctx->key.project_id, "requests_per_hour", (json_int_t)ctx->key.requests_per_hour, "id",
+                          job->batch_id, "scenario", job->scenario, "pacing_per_min",
+                          job->pacing > 0 ? json_integer(job->pacing) : json_null(), "start_at",
+                          job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
+                          job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
+                          job->file_name ? job->file_name : "upload.csv", "idem_key", ctx->idem[0] ? ctx->idem : NULL);
+    char *head = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    size_t hlen = strlen(head);
+    job->head = od_malloc(hlen + 16);
+    memcpy(job->head, head, hlen - 1); /* without its closing brace */
+    strcpy(job->head + hlen - 1, ",\"rows\":");
+    free(head);
     job->work.data = job;
     if (uv_queue_work(in->svc->loop, &job->work, on_work, on_work_done) != 0) {
         ingress__reply_unavailable(ctx);

@@ -8,7 +8,7 @@
 
 static json_t *rows_of(const char *csv, od_batch_file_t *f)
 {
-    CHECK(od_batch_file_read(csv, strlen(csv), 1000, f) == 0);
+    CHECK(od_batch_file_read(csv, strlen(csv), 1000, NULL, f) == 0);
     json_error_t e;
     json_t *rows = json_loadb(f->rows.base, f->rows.len, 0, &e);
     CHECK(rows != NULL && json_is_array(rows));
@@ -78,7 +78,7 @@ static void test_rows(void)
 static void expect_error(const char *csv, size_t len, size_t max_rows, const char *code)
 {
     od_batch_file_t f;
-    CHECK(od_batch_file_read(csv, len, max_rows, &f) == -1);
+    CHECK(od_batch_file_read(csv, len, max_rows, NULL, &f) == -1);
     CHECK(f.status == 422);
     CHECK_STR(f.code, code);
     CHECK(f.detail[0] != '\0');
@@ -122,6 +122,16 @@ static void test_metadata_limit(void)
     free(csv);
 }
 
+static void test_prefix(void)
+{
+    od_batch_file_t f;
+    const char *csv = "phone\n+34612345670\n";
+    CHECK(od_batch_file_read(csv, strlen(csv), 10, "{\"rows\":", &f) == 0);
+    CHECK(strncmp(f.rows.base, "{\"rows\":[[1,\"", 12) == 0);
+    CHECK(f.rows.base[f.rows.len - 1] == ']');
+    od_batch_file_free(&f);
+}
+
 static void test_phone_cell(void)
 {
     char out[17];
@@ -138,5 +148,6 @@ int main(void)
     test_file_errors();
     test_metadata_limit();
     test_phone_cell();
+    test_prefix();
     return od_test_result("batch_file");
 }
