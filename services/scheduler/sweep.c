@@ -231,7 +231,8 @@ void sched__sweep_now(sched_t *s)
 
 void sched__project_seen(sched_t *s, const char *proj_id)
 {
-    if (bsearch(proj_id, s->projects, s->nprojects, sizeof(*s->projects), cmp_id) == NULL)
+    /* before the first project list arrives there is nothing to search (bsearch wants an array) */
+    if (s->nprojects == 0 || bsearch(proj_id, s->projects, s->nprojects, sizeof(*s->projects), cmp_id) == NULL)
         s->projects_stale = 1;
 }
 
