@@ -30,7 +30,7 @@ static const od_conf_item_t conf_table[] = {
 int main(int argc, char **argv)
 {
     static dialer_conf_t conf;
-    od_svc_t svc;
+    static od_svc_t svc; /* static: what hangs off it stays reachable for LeakSanitizer after main returns */
     int rc = od_svc_init(&svc, "outdial-dialer", argc, argv, usage, conf_table, OD_ARRAY_SIZE(conf_table), &conf,
                          &conf.common, 4096);
     if (rc != 0)
