@@ -3,7 +3,9 @@
 #   1. uploaded with POST /v1/batches (text/csv body), from the start of the
 #      upload to the 201, beside `psql \copy` of the same file into a plain
 #      table in the same run (target: <= 3x), with the ingress's peak RSS
-#      during the upload;
+#      during the upload; then the time until the batch is validated (its
+#      rows checked and its calls created, after the answer), polled every
+#      100 ms, and the peak RSS through the validation;
 #   2. its results.csv downloaded, beside `psql \copy (SELECT ...) TO STDOUT
 #      CSV` of the same rows (target: <= 2x).
 # The batch starts 29 days ahead (the dialers stay idle) and is canceled at the end.
@@ -54,7 +56,16 @@ upload_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$ingress_pid/status")
 [ "$code" = 201 ] || { echo "upload answered $code: $(head -c 500 "$out/batch.json")" >&2; exit 1; }
 batch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$out/batch.json")
-accepted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["accepted_rows"])' "$out/batch.json")
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$out/batch.json" "$1"; }
+answered=$(field status)
+while [ "$(field status)" = validating ]; do
+  sleep 0.1
+  curl -s -o "$out/batch.json" -H "Authorization: Bearer $BENCH_KEY" "$OUTDIAL_URL/v1/batches/$batch"
+done
+t2=$(now_s)
+validated_s=$(awk -v a="$t0" -v b="$t2" 'BEGIN {printf "%.3f", b - a}')
+peak_v=$(awk '/VmHWM/ {print $2}' "/proc/$ingress_pid/status")
+accepted=$(field accepted_rows)
 
 # 2. results.csv, then psql's export of the same rows
 t0=$(now_s)
@@ -68,10 +79,11 @@ export_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 lines=$(($(wc -l <"$out/results.csv") - 1))
 
 echo
-echo "upload (POST /v1/batches, $accepted accepted): ${upload_s} s"
+echo "upload (POST /v1/batches, answered $answered):  ${upload_s} s"
 echo "psql \\copy of the same file:                  ${copy_s} s"
 awk -v a="$upload_s" -v b="$copy_s" 'BEGIN {printf "ratio upload / \\copy:                          %.2f (target <= 3)\n", a / b}'
 echo "ingress RSS: ${rss_before} kB before, peak ${peak} kB during the upload"
+echo "validated ($accepted accepted), from the upload's start: ${validated_s} s; peak RSS ${peak_v} kB"
 echo "results.csv ($lines rows, $(stat -c %s "$out/results.csv") bytes):  ${results_s} s"
 echo "psql \\copy (SELECT ...) TO CSV:               ${export_s} s"
 awk -v a="$results_s" -v b="$export_s" 'BEGIN {printf "ratio results.csv / \\copy:                     %.2f (target <= 2)\n", a / b}'

@@ -22,6 +22,7 @@ typedef struct row {
 typedef struct reader {
     od_batch_file_t *out;
     size_t max_rows;
+    int check_only;                 /* od_batch_file_check: count the rows, nothing else */
     size_t ncols, phone_col;
     char **names;                   /* trimmed header names */
     row_t *rows;
@@ -115,6 +116,10 @@ static int on_row(reader_t *r, const od_csv_field_t *f, size_t n)
     if (r->nrows == r->max_rows) {
         fail(r->out, 422, "csv_too_many_rows", "a batch holds at most %zu rows", r->max_rows);
         return -1;
+    }
+    if (r->check_only) {
+        r->nrows++;
+        return 0;
     }
     if (r->nrows == r->caprows) {
         r->caprows = r->caprows ? r->caprows * 2 : 1024;
@@ -234,10 +239,12 @@ static void write_rows(reader_t *r, const char *prefix)
     out->total = r->nrows;
 }
 
-int od_batch_file_read(const char *csv, size_t len, size_t max_rows, const char *prefix, od_batch_file_t *out)
+static int read_file(const char *csv, size_t len, size_t max_rows, const char *prefix, int check_only,
+                     od_batch_file_t *out)
 {
     memset(out, 0, sizeof(*out));
-    reader_t r = {.out = out, .max_rows = max_rows, .lines = OD_BUF_INIT, .metas = OD_BUF_INIT};
+    reader_t r = {
+        .out = out, .max_rows = max_rows, .check_only = check_only, .lines = OD_BUF_INIT, .metas = OD_BUF_INIT};
     od_csv_error_t err;
     od_csv_err_t rc = od_csv_parse(csv, len, OD_BATCH_MAX_COLUMNS, on_record, &r, &err);
     if (rc == OD_CSV_OK && r.names == NULL)
@@ -252,7 +259,9 @@ int od_batch_file_read(const char *csv, size_t len, size_t max_rows, const char 
     else if (rc == OD_CSV_ECOLUMNS)
         fail(out, 422, od_csv_code(rc), "a record has more than %d columns (line %zu)", OD_BATCH_MAX_COLUMNS,
              err.line);
-    if (out->status == 0) {
+    if (out->status == 0 && check_only) {
+        out->total = r.nrows;
+    } else if (out->status == 0) {
         mark_duplicates(&r);
         write_rows(&r, prefix);
     }
@@ -267,6 +276,16 @@ int od_batch_file_read(const char *csv, size_t len, size_t max_rows, const char 
         return -1;
     }
     return 0;
+}
+
+int od_batch_file_check(const char *csv, size_t len, size_t max_rows, od_batch_file_t *out)
+{
+    return read_file(csv, len, max_rows, NULL, 1, out);
+}
+
+int od_batch_file_read(const char *csv, size_t len, size_t max_rows, const char *prefix, od_batch_file_t *out)
+{
+    return read_file(csv, len, max_rows, prefix, 0, out);
 }
 
 void od_batch_file_free(od_batch_file_t *f)

@@ -1,22 +1,30 @@
 /*
  * CSV batches (docs/batches.md).
  *
- * Upload: the settings are checked on the loop; the file (copied out of the
- * request) is read on a worker thread (od_batch_file_read: CSV, phones,
- * duplicates — a 100,000-row file takes a few hundred ms the loop must not
- * spend); then one statement, od_batch_create, decides idempotency, the rate
- * limit and the project's rules and stores the batch, its rows and its calls.
- * One batch.created message tells the scheduler to sweep the new calls in;
- * PostgreSQL is what it dispatches from.
+ * Upload: the settings are checked on the loop; the file's structure (the
+ * file-level problems) on a worker thread (od_batch_file_check, ~20 ms for
+ * 100,000 rows); then one statement, od_batch_create, decides idempotency,
+ * the rate limit and the project's rules and stores the batch, `validating`,
+ * with its file. That is the answer (201).
+ *
+ * Validation, after the answer: every row is read on a worker thread
+ * (od_batch_file_read: phones, duplicates, metadata — ~1 s for 100,000 rows)
+ * and one statement, od_batch_import, on the ingress's own import connection,
+ * stores the rows and creates the calls. One batch.created message tells the
+ * scheduler to sweep the new calls in; PostgreSQL is what it dispatches from.
+ * The batch is this ingress's for a lease; if it dies first, another copy
+ * takes the batch over from PostgreSQL (od_batch_import_claim, every 2 s).
  *
  * results.csv: streamed page by page (statement batch_results, rows already
  * CSV-encoded at upload), one page fetched ahead while h2o sends the last.
  */
+#include <ctype.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "batch_file.h"
 #include "ingress_int.h"
@@ -27,11 +35,13 @@
 #include "od/rfc3339.h"
 
 #define RESULTS_PAGE 20000 /* rows per batch_results query */
+#define BATCH_CLAIM_MS 2000 /* how often an ingress looks for a batch left validating */
 #define START_PAST_US (60LL * 1000000)
 #define START_AHEAD_US (30LL * 86400 * 1000000)
 
 struct batch_job {
-    ctx_t *ctx;
+    ctx_t *ctx;              /* the request, until the batch is stored */
+    ingress_t *in;           /* the validation, after */
     /* upload */
     uv_work_t work;
     char *file;
@@ -41,10 +51,12 @@ struct batch_job {
     size_t max_rows;
     od_batch_file_t bf;
     int rc;
-    int64_t read_ms, store_ms; /* when reading the file ended, when its statement was sent */
     char req_hash[65];
     char batch_id[37];
-    char *head;          /* od_batch_create's parameter up to its rows (the settings) */
+    char *head;          /* od_batch_create's parameter, the settings, open for the file's structure */
+    /* validation */
+    int64_t started_ms, store_ms; /* when it started, when its statement was sent */
+    int taken_over;      /* from another ingress (on_claimed) */
     /* results.csv */
     od_http_stream_t *stream;
     int64_t after;       /* last row sent or fetched */
@@ -57,7 +69,7 @@ struct batch_job {
 };
 
 static struct {
-    od_metric_t *created, *rows, *upload_seconds;
+    od_metric_t *created, *validated, *rows, *upload_seconds, *validate_seconds;
 } m;
 
 void ingress__batch_job_free(batch_job_t *job)
@@ -128,6 +140,7 @@ static int on_part(void *arg, const od_mp_part_t *p)
         f->have_file = 1;
         job->file = od_malloc(p->len + 1);
         memcpy(job->file, p->data, p->len);
+        job->file[p->len] = '\0';
         job->file_len = p->len;
         if (p->filename != NULL)
             job->file_name = od_strndup(p->filename, p->filename_len);
@@ -171,6 +184,7 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
     job->file = od_malloc(req->entity.len + 1);
     if (req->entity.len > 0)
         memcpy(job->file, req->entity.base, req->entity.len);
+    job->file[req->entity.len] = '\0';
     job->file_len = req->entity.len;
     return 0;
 }
@@ -231,10 +245,11 @@ static void hash_str(EVP_MD_CTX *md, const char *s)
     EVP_DigestUpdate(md, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
-static void on_work(uv_work_t *w)
+/* The file's structure (the answer's file-level problems) and the request's hash. */
+static void on_check(uv_work_t *w)
 {
     batch_job_t *job = w->data;
-    job->rc = od_batch_file_read(job->file, job->file_len, job->max_rows, job->head, &job->bf);
+    job->rc = od_batch_file_check(job->file, job->file_len, job->max_rows, &job->bf);
     /* the request as a client would retry it: the settings and the file, not the multipart framing */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned char d[32];
@@ -256,13 +271,11 @@ static void on_work(uv_work_t *w)
 
 static void on_created(void *arg, int status, PGresult *res);
 
-static void on_work_done(uv_work_t *w, int status)
+static void on_check_done(uv_work_t *w, int status)
 {
     batch_job_t *job = w->data;
     ctx_t *ctx = job->ctx;
-    job->read_ms = od_mono_ms();
-    free(job->file); /* the rows carry what is kept */
-    job->file = NULL;
+    ingress_t *in = ctx->in;
     if (status != 0) {
         ingress__reply_unavailable(ctx);
         ingress__ctx_free(ctx);
@@ -273,24 +286,26 @@ static void on_work_done(uv_work_t *w, int status)
         ingress__ctx_free(ctx);
         return;
     }
-    /* the rows are in place after the settings; the file's header and the hash close the object */
-    od_buf_t *q = &job->bf.rows;
-    od_buf_puts(q, ",\"columns\":");
-    od_buf_append(q, job->bf.columns.base, job->bf.columns.len);
-    od_buf_puts(q, ",\"header_line\":");
-    od_buf_json_str(q, job->bf.header_line.base ? job->bf.header_line.base : "", job->bf.header_line.len);
-    od_buf_printf(q, ",\"request_hash\":\"%s\"}", job->req_hash);
-    const char *params[1] = {q->base};
-    job->store_ms = od_mono_ms();
-    int rc = od_pg_query(ctx->in->pg, "batch_create", 1, params, on_created, ctx);
-    od_buf_free(q);
+    /* the settings, then what the file's structure says */
+    od_buf_t q = OD_BUF_INIT;
+    od_buf_puts(&q, job->head);
+    od_buf_puts(&q, ",\"columns\":");
+    od_buf_append(&q, job->bf.columns.base, job->bf.columns.len);
+    od_buf_puts(&q, ",\"header_line\":");
+    od_buf_json_str(&q, job->bf.header_line.base ? job->bf.header_line.base : "", job->bf.header_line.len);
+    od_buf_printf(&q, ",\"total_rows\":%zu,\"request_hash\":\"%s\",\"owner\":\"%s\"}", job->bf.total, job->req_hash,
+                  in->batch_owner);
+    od_batch_file_free(&job->bf);
+    const char *params[2] = {q.base, job->file};
+    int rc = od_pg_query(in->pg, "batch_create", 2, params, on_created, ctx);
+    od_buf_free(&q);
     if (rc != 0) {
         ingress__reply_unavailable(ctx);
         ingress__ctx_free(ctx);
     }
 }
 
-/* ---- upload: the answer ---- */
+/* ---- validation: every row, then the calls, after the answer ---- */
 
 static void on_published(void *arg, rd_kafka_resp_err_t err)
 {
@@ -299,6 +314,130 @@ static void on_published(void *arg, rd_kafka_resp_err_t err)
         od_warn("batch.created publish failed (%s); the scheduler's sweep finds the calls anyway",
                 rd_kafka_err2str(err));
 }
+
+static void import_end(batch_job_t *job)
+{
+    ingress_t *in = job->in;
+    in->batch_imports--;
+    if (job->taken_over)
+        in->batch_claiming = 0;
+    ingress__batch_job_free(job);
+}
+
+static void on_imported(void *arg, int status, PGresult *res)
+{
+    batch_job_t *job = arg;
+    ingress_t *in = job->in;
+    if (status != OD_PG_OK) {
+        od_error("batch %s: storing its rows failed (%s); validated again when its lease runs out", job->batch_id,
+                 res ? od_pg_errmsg(res) : "database unavailable");
+        import_end(job);
+        return;
+    }
+    json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    const char *what = json_string_value(json_object_get(r, "r"));
+    const char *project = json_string_value(json_object_get(r, "project_id"));
+    if (what != NULL && strcmp(what, "imported") == 0 && project != NULL && strlen(project) == 36) {
+        int64_t now = od_mono_ms();
+        json_int_t accepted = json_integer_value(json_object_get(r, "accepted"));
+        json_int_t total = accepted + json_integer_value(json_object_get(r, "rejected"));
+        od_info("batch %s validated: %lld rows (%lld accepted), read in %lld ms, stored in %lld ms", job->batch_id,
+                (long long)total, (long long)accepted, (long long)(job->store_ms - job->started_ms),
+                (long long)(now - job->store_ms));
+        od_metric_add(m.validated, 1);
+        od_metric_add(m.rows, (double)total);
+        od_metric_observe(m.validate_seconds, (double)(now - job->started_ms) / 1000.0);
+        char msg[256];
+        int n = snprintf(msg, sizeof(msg),
+                         "{\"v\":1,\"type\":\"batch.created\",\"batch_id\":\"%s\",\"project_id\":\"%s\"}",
+                         job->batch_id, project);
+        od_kprod_send(in->kp, in->topic_requested, project, 36, msg, (size_t)n, on_published, NULL);
+    } else {
+        od_info("batch %s: validated elsewhere, or deleted; nothing stored", job->batch_id);
+    }
+    json_decref(r);
+    import_end(job);
+}
+
+/* Every row on a worker thread (phones, duplicates, metadata): ~10 µs a row. */
+static void on_import_read(uv_work_t *w)
+{
+    batch_job_t *job = w->data;
+    char prefix[160];
+    snprintf(prefix, sizeof(prefix), "{\"id\":\"%s\",\"owner\":\"%s\",\"rows\":", job->batch_id,
+             job->in->batch_owner);
+    job->rc = od_batch_file_read(job->file, job->file_len, SIZE_MAX, prefix, &job->bf);
+    if (job->rc == 0)
+        od_buf_puts(&job->bf.rows, "}");
+    free(job->file);
+    job->file = NULL;
+}
+
+static void on_import_read_done(uv_work_t *w, int status)
+{
+    batch_job_t *job = w->data;
+    job->store_ms = od_mono_ms();
+    if (status != 0 || job->rc != 0) {
+        /* not for a file whose structure was checked: logged, and tried again when the lease runs out */
+        od_error("batch %s: validation failed: %s", job->batch_id, status ? uv_strerror(status) : job->bf.detail);
+        import_end(job);
+        return;
+    }
+    const char *params[1] = {job->bf.rows.base};
+    int rc = od_pg_query(job->in->pg_import, "batch_import", 1, params, on_imported, job);
+    od_batch_file_free(&job->bf); /* the pool copied it */
+    if (rc != 0) {
+        od_warn("batch %s: the database is unreachable; validated again when its lease runs out", job->batch_id);
+        import_end(job);
+    }
+}
+
+/* Validates the batch whose file job holds; the job is the validation's from now on. */
+static void import_start(ingress_t *in, batch_job_t *job)
+{
+    in->batch_imports++;
+    job->in = in;
+    job->ctx = NULL;
+    job->started_ms = od_mono_ms();
+    job->work.data = job;
+    if (uv_queue_work(in->svc->loop, &job->work, on_import_read, on_import_read_done) != 0) {
+        od_error("batch %s: no worker thread; validated again when its lease runs out", job->batch_id);
+        import_end(job);
+    }
+}
+
+/* A batch another ingress left validating (it died, or lost the database): this one takes it over. */
+static void on_claimed(void *arg, int status, PGresult *res)
+{
+    ingress_t *in = arg;
+    if (status != OD_PG_OK || PQntuples(res) == 0) {
+        if (status == OD_PG_EQUERY)
+            od_error("batch claim: %s", od_pg_errmsg(res));
+        in->batch_claiming = 0;
+        return;
+    }
+    batch_job_t *job = od_calloc(1, sizeof(*job));
+    job->taken_over = 1;
+    snprintf(job->batch_id, sizeof(job->batch_id), "%s", PQgetvalue(res, 0, 0));
+    job->file_len = (size_t)PQgetlength(res, 0, 1);
+    job->file = od_malloc(job->file_len + 1);
+    memcpy(job->file, PQgetvalue(res, 0, 1), job->file_len + 1);
+    od_info("batch %s: taking over its validation (%zu bytes), left unfinished by another ingress", job->batch_id,
+            job->file_len);
+    import_start(in, job);
+}
+
+static void on_claim_timer(uv_timer_t *t)
+{
+    ingress_t *in = t->data;
+    if (in->batch_claiming)
+        return;
+    const char *params[1] = {in->batch_owner};
+    if (od_pg_query(in->pg_import, "batch_claim", 1, params, on_claimed, in) == 0)
+        in->batch_claiming = 1;
+}
+
+/* ---- upload: the answer ---- */
 
 static void on_created(void *arg, int status, PGresult *res)
 {
@@ -341,22 +480,16 @@ static void on_created(void *arg, int status, PGresult *res)
                                                              : code,
                                NULL);
     } else if (http == 201 && body != NULL) {
-        char loc[64], msg[256];
+        char loc[64];
         snprintf(loc, sizeof(loc), "/v1/batches/%s", job->batch_id);
         if (req != NULL)
             od_http_add_header(req, "location", loc);
         ingress__reply_json(ctx, 201, body);
-        int64_t now = od_mono_ms();
-        od_info("batch %s: %zu rows (%zu accepted) read in %lld ms, stored in %lld ms", job->batch_id, job->bf.total,
-                job->bf.accepted, (long long)(job->read_ms - ctx->started_ms), (long long)(now - job->store_ms));
         od_metric_add(m.created, 1);
-        od_metric_add(m.rows, (double)job->bf.total);
         od_metric_observe(m.upload_seconds, (double)(od_mono_ms() - ctx->started_ms) / 1000.0);
-        int n = snprintf(msg, sizeof(msg),
-                         "{\"v\":1,\"type\":\"batch.created\",\"batch_id\":\"%s\",\"project_id\":\"%s\"}",
-                         job->batch_id, ctx->key.project_id);
-        od_kprod_send(ctx->in->kp, ctx->in->topic_requested, ctx->key.project_id, 36, msg, (size_t)n, on_published,
-                      NULL);
+        /* the batch is stored: its rows are validated from here, whatever becomes of the request */
+        ctx->job = NULL;
+        import_start(ctx->in, job);
     } else {
         ingress__reply_unavailable(ctx);
     }
@@ -417,15 +550,11 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
                           job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
                           job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
                           job->file_name ? job->file_name : "upload.csv", "idem_key", ctx->idem[0] ? ctx->idem : NULL);
-    char *head = json_dumps(p, JSON_COMPACT);
+    job->head = json_dumps(p, JSON_COMPACT);
     json_decref(p);
-    size_t hlen = strlen(head);
-    job->head = od_malloc(hlen + 16);
-    memcpy(job->head, head, hlen - 1); /* without its closing brace */
-    strcpy(job->head + hlen - 1, ",\"rows\":");
-    free(head);
+    job->head[strlen(job->head) - 1] = '\0'; /* without its closing brace: on_check_done adds to it */
     job->work.data = job;
-    if (uv_queue_work(in->svc->loop, &job->work, on_work, on_work_done) != 0) {
+    if (uv_queue_work(in->svc->loop, &job->work, on_check, on_check_done) != 0) {
         ingress__reply_unavailable(ctx);
         ingress__ctx_free(ctx);
     }
@@ -574,7 +703,9 @@ static void on_results_head(void *arg, int status, PGresult *res)
     if (http != 200 || head == NULL || req == NULL) {
         const char *code = json_string_value(json_object_get(r, "code"));
         ingress__reply_problem(ctx, http ? http : 503, code ? code : "service_unavailable",
-                               http == 404 ? "no such batch in this project"
+                               http == 404   ? "no such batch in this project"
+                               : http == 409 ? "the batch is still being validated; its results are there once its "
+                                               "status is no longer validating"
                                : http == 429 ? "too many requests for this API key; see Retry-After"
                                              : "the results could not be read",
                                NULL);
@@ -644,12 +775,47 @@ void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req)
     batch_op(ctx, "cancel_batch");
 }
 
+static const od_pg_stmt_t import_stmts[] = {
+    {"batch_import", "SELECT od_batch_import($1::jsonb)::text"},
+    {"batch_claim", "SELECT id, csv FROM od_batch_import_claim($1)"},
+};
+
 void ingress__batches_init(ingress_t *in)
 {
     od_http_set_max_entity(in->svc->http, (size_t)in->conf->batch_max_bytes);
-    m.created = od_counter("outdial_ingress_batches_created_total", NULL, "CSV batches created (201)");
-    m.rows = od_counter("outdial_ingress_batch_rows_total", NULL, "data rows of the CSV batches created");
+    /* validations have their own connection: a 100,000-row import is a few seconds of one statement */
+    in->pg_import = od_pg_new(in->svc->loop, "ingress-import", in->conf->common.pg_dsn, 1, import_stmts,
+                              OD_ARRAY_SIZE(import_stmts));
+    char host[40] = "ingress";
+    unsigned char rnd[3];
+    gethostname(host, sizeof(host) - 1);
+    for (char *c = host; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-')
+            *c = '_';
+    od_random_bytes(rnd, sizeof(rnd));
+    snprintf(in->batch_owner, sizeof(in->batch_owner), "%s-%d-%02x%02x%02x", host, (int)getpid(), rnd[0], rnd[1],
+             rnd[2]);
+    uv_timer_init(in->svc->loop, &in->batch_claim_timer);
+    in->batch_claim_timer.data = in;
+    uv_timer_start(&in->batch_claim_timer, on_claim_timer, BATCH_CLAIM_MS, BATCH_CLAIM_MS);
+    m.created = od_counter("outdial_ingress_batches_created_total", NULL, "CSV batches stored (201, validating)");
+    m.validated = od_counter("outdial_ingress_batches_validated_total", NULL,
+                             "CSV batches validated by this ingress (rows checked, calls created)");
+    m.rows = od_counter("outdial_ingress_batch_rows_total", NULL, "data rows of the CSV batches validated");
     m.upload_seconds = od_histogram("outdial_ingress_batch_upload_seconds", NULL,
                                     "POST /v1/batches: request (whole body received) to 201", od_latency_buckets,
                                     od_latency_nbuckets);
+    m.validate_seconds = od_histogram("outdial_ingress_batch_validate_seconds", NULL,
+                                      "a batch's validation: rows read and calls stored", od_latency_buckets,
+                                      od_latency_nbuckets);
+}
+
+void ingress__batches_drain(ingress_t *in)
+{
+    uv_timer_stop(&in->batch_claim_timer);
+}
+
+int ingress__batches_busy(const ingress_t *in)
+{
+    return in->batch_imports > 0;
 }

@@ -798,7 +798,7 @@ static int on_ready(void *arg, od_buf_t *why)
 static void on_drain_poll(uv_timer_t *t)
 {
     ingress_t *in = t->data;
-    if (od_http_holds() > 0 || in->group_head != NULL || od_kprod_inflight(in->kp) > 0)
+    if (od_http_holds() > 0 || in->group_head != NULL || ingress__batches_busy(in) || od_kprod_inflight(in->kp) > 0)
         return;
     uv_timer_stop(t);
     accept_done_flush(&in->done_check);
@@ -810,6 +810,7 @@ static void on_drain(od_svc_t *svc, void *arg)
 {
     ingress_t *in = arg;
     od_http_stop(svc->http);
+    ingress__batches_drain(in);
     static uv_timer_t poll;
     uv_timer_init(svc->loop, &poll);
     poll.data = in;
@@ -822,7 +823,7 @@ static const od_pg_stmt_t stmts[] = {
     {"accept_done", "SELECT od_accept_done($1::jsonb)"},
     {"api", "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
     {"batch_api", "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
-    {"batch_create", "SELECT od_batch_create($1::jsonb)::text"},
+    {"batch_create", "SELECT od_batch_create($1::jsonb, $2)::text"},
     /* a page of results.csv: the row as uploaded (CSV-encoded at upload) and its call's state */
     {"batch_results", "SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, "
                       "c.duration_ms, c.cost_micros, floor(extract(epoch FROM c.ended_at) * 1000000)::bigint, r.error "

@@ -68,6 +68,12 @@ struct ingress {
     uv_check_t done_check;
     char *openapi;
     size_t openapi_len;
+    /* batch validation (batches.c) */
+    od_pg_t *pg_import;      /* one connection for od_batch_import and od_batch_import_claim */
+    char batch_owner[64];    /* this process, as batches.import_owner */
+    uv_timer_t batch_claim_timer;
+    int batch_claiming;      /* a claim is in flight, or its batch is being validated */
+    int batch_imports;       /* validations under way */
 };
 
 
@@ -106,6 +112,10 @@ int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args);
 /* ---- batches.c ---- */
 
 void ingress__batches_init(ingress_t *in);
+/** Drain: no more batches taken over from other copies. */
+void ingress__batches_drain(ingress_t *in);
+/** 1 while a validation is under way (drain waits for it). */
+int ingress__batches_busy(const ingress_t *in);
 void ingress__create_batch(ctx_t *ctx, h2o_req_t *req);
 void ingress__list_batches(ctx_t *ctx, h2o_req_t *req);
 void ingress__get_batch(ctx_t *ctx, h2o_req_t *req);

@@ -24,6 +24,7 @@
 #define MAX_ANSWER (16u << 20)      /* a batch object is small; refuse a runaway answer */
 #define WATCH_LOG_MS 10000          /* without a terminal: a progress line at most every 10 s */
 #define WATCH_MAX_BACKOFF_MS 30000
+#define UPLOAD_POLL_MS 500          /* upload: how often to ask whether the batch is validated */
 #define CLEAR_EOL "\033[K"
 
 /* ------------------------------------------------ one request, one answer */
@@ -321,6 +322,8 @@ static int mime_field(curl_mime *mime, const char *name, const char *value)
                : -1;
 }
 
+static int follow_batch(CURL *curl, const api_env_t *env, const char *id, long interval_ms, int until_validated);
+
 int ctl_batch_upload(const char *path, const ctl_batch_upload_opts_t *o)
 {
     api_env_t env;
@@ -380,10 +383,17 @@ int ctl_batch_upload(const char *path, const ctl_batch_upload_opts_t *o)
             fprintf(stderr, "outdialctl: POST %s: %s\n", url.base, rs.error);
         } else {
             upload_draw(&b, 1); /* the final line, on a terminal or not */
-            if (rs.status == 201 || rs.status == 200)
+            json_t *batch = rs.status == 201 ? json_loadb(rs.body.base ? rs.body.base : "", rs.body.len, 0, NULL)
+                                             : NULL;
+            const char *id = json_string_value(json_object_get(batch, "id"));
+            const char *status = json_string_value(json_object_get(batch, "status"));
+            if (rs.status == 201 && !o->no_wait && id != NULL && status != NULL && strcmp(status, "validating") == 0)
+                rc = follow_batch(curl, &env, id, UPLOAD_POLL_MS, 1); /* prints the validated batch */
+            else if (rs.status == 201 || rs.status == 200)
                 rc = print_body(&rs);
             else
                 print_problem(&rs);
+            json_decref(batch);
         }
         od_buf_free(&rs.body);
         od_buf_free(&url);
@@ -420,30 +430,32 @@ static const char *watch_line(json_t *batch, od_buf_t *out)
     for (size_t i = 0; i < OD_ARRAY_SIZE(names); i++)
         od_buf_printf(out, " %s %lld", names[i], (long long)n[i]);
     const char *start_at = json_string_value(json_object_get(batch, "start_at"));
-    if (strcmp(status, "scheduled") == 0 && start_at != NULL)
+    if (strcmp(status, "validating") == 0) {
+        od_buf_reset(out);
+        od_buf_printf(out, "validating %lld rows", (long long)json_integer_value(json_object_get(batch, "total_rows")));
+    } else if (strcmp(status, "scheduled") == 0 && start_at != NULL)
         od_buf_printf(out, "  starts %s", start_at);
     return status;
 }
 
-int ctl_batch_watch(const char *id, long interval_ms)
+/*
+ * Polls the batch every interval_ms, drawing its progress line on stderr,
+ * until it is completed or canceled (until_validated: until it is no longer
+ * validating); then prints it on stdout. Transient failures (network, 5xx,
+ * 408, 429) are retried with backoff; another answer ends with its problem.
+ * Returns the exit code.
+ */
+static int follow_batch(CURL *curl, const api_env_t *env, const char *id, long interval_ms, int until_validated)
 {
-    api_env_t env;
-    if (api_env(&env) != 0)
-        return 1;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    CURL *curl = curl_easy_init();
-    char *esc = curl ? curl_easy_escape(curl, id, 0) : NULL;
+    char *esc = curl_easy_escape(curl, id, 0);
     if (esc == NULL) {
         fputs("outdialctl: cannot set up the request (libcurl)\n", stderr);
-        curl_easy_cleanup(curl);
-        curl_global_cleanup();
-        free(env.base_url);
         return 1;
     }
     od_buf_t url = OD_BUF_INIT, line = OD_BUF_INIT, shown = OD_BUF_INIT, msg = OD_BUF_INIT;
-    od_buf_printf(&url, "%s/v1/batches/%s", env.base_url, esc);
+    od_buf_printf(&url, "%s/v1/batches/%s", env->base_url, esc);
     curl_free(esc);
-    http_req_t rq = {.url = url.base, .api_key = env.api_key, .timeout_s = 30};
+    http_req_t rq = {.url = url.base, .api_key = env->api_key, .timeout_s = 30};
     http_res_t rs = {.body = OD_BUF_INIT};
     int tty = isatty(STDERR_FILENO), drawn = 0, rc = 1;
     char shown_status[32] = "";
@@ -488,7 +500,14 @@ int ctl_batch_watch(const char *id, long interval_ms)
         backoff_ms = 0;
 
         const char *status = watch_line(batch, &line);
-        int final = strcmp(status, "completed") == 0 || strcmp(status, "canceled") == 0;
+        int final = until_validated ? strcmp(status, "validating") != 0
+                                    : strcmp(status, "completed") == 0 || strcmp(status, "canceled") == 0;
+        if (until_validated && final) {
+            od_buf_reset(&line);
+            od_buf_printf(&line, "validated: %lld of %lld rows accepted, %s",
+                          (long long)json_integer_value(json_object_get(batch, "accepted_rows")),
+                          (long long)json_integer_value(json_object_get(batch, "total_rows")), status);
+        }
         int64_t now = od_mono_ms();
         if (tty) {
             fprintf(stderr, "\r%s" CLEAR_EOL "%s", line.base, final ? "\n" : "");
@@ -514,6 +533,21 @@ int ctl_batch_watch(const char *id, long interval_ms)
     od_buf_free(&line);
     od_buf_free(&shown);
     od_buf_free(&msg);
+    return rc;
+}
+
+int ctl_batch_watch(const char *id, long interval_ms)
+{
+    api_env_t env;
+    if (api_env(&env) != 0)
+        return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURL *curl = curl_easy_init();
+    int rc = 1;
+    if (curl == NULL)
+        fputs("outdialctl: cannot set up the request (libcurl)\n", stderr);
+    else
+        rc = follow_batch(curl, &env, id, interval_ms, 0);
     curl_easy_cleanup(curl);
     curl_global_cleanup();
     free(env.base_url);

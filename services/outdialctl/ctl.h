@@ -16,10 +16,12 @@ typedef struct {
     const char *start_at;
     const char *caller_id;
     const char *idempotency_key;
+    int no_wait;        /**< print the 201's batch (validating) instead of waiting for its validation */
 } ctl_batch_upload_opts_t;
 
 /** POST $OUTDIAL_URL/v1/batches with `path` as multipart/form-data, a progress
- *  bar on stderr; prints the batch (JSON) on stdout. Returns the exit status: 0 on 201/200, 2 on a bad option, else 1. */
+ *  bar on stderr; then, unless no_wait, polls the batch until it is validated;
+ *  prints the batch (JSON) on stdout. Returns the exit status: 0 on 201/200, 2 on a bad option, else 1. */
 int ctl_batch_upload(const char *path, const ctl_batch_upload_opts_t *o);
 /** Polls GET $OUTDIAL_URL/v1/batches/`id` every `interval_ms`, a progress bar on
  *  stderr, until the batch is completed or canceled; prints it (JSON) on stdout.

@@ -28,9 +28,10 @@ static const char usage[] =
     "  key revoke ID\n"
     "  demo                                         create the demo project; prints project id and admin key\n"
     "  batch upload FILE --scenario S [--pacing N] [--start-at T] [--caller-id C] [--idempotency-key K]\n"
-    "                                               upload a CSV batch (progress on stderr); prints the batch (JSON)\n"
+    "               [--wait yes|no]                 upload a CSV batch (progress on stderr), wait until it is\n"
+    "                                               validated (unless --wait no); prints the batch (JSON)\n"
     "  batch watch ID [--interval-ms N]             follow a batch's calls until completed or canceled\n"
-    "                                               (default every 1000 ms); prints the final batch (JSON)\n"
+    "                                               (default every 5000 ms); prints the final batch (JSON)\n"
     "\n"
     "Scopes: outbound:trigger, sessions:read, webhooks:manage, dnc:manage, admin.\n"
     "Environment: OUTDIAL_PG_DSN, OUTDIAL_KAFKA_BROKERS, OUTDIAL_TOPIC_PREFIX, OUTDIAL_SQL_DIR;\n"
@@ -208,7 +209,7 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "batch") == 0 && strcmp(sub, "upload") == 0 && rest >= 1) {
         static const char *const allowed[] = {"--scenario", "--pacing", "--start-at", "--caller-id",
-                                              "--idempotency-key", NULL};
+                                              "--idempotency-key", "--wait", NULL};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         ctl_batch_upload_opts_t o = {
@@ -218,9 +219,13 @@ int main(int argc, char **argv)
             .caller_id = opt(rest - 1, args + 1, "--caller-id"),
             .idempotency_key = opt(rest - 1, args + 1, "--idempotency-key"),
         };
+        const char *wait = opt(rest - 1, args + 1, "--wait");
+        if (wait != NULL && strcmp(wait, "yes") != 0 && strcmp(wait, "no") != 0)
+            return fprintf(stderr, "outdialctl: --wait takes yes or no\n"), 2;
+        o.no_wait = wait != NULL && strcmp(wait, "no") == 0;
         if (o.scenario == NULL)
             return fprintf(stderr, "outdialctl: batch upload FILE --scenario S [--pacing N] [--start-at T] "
-                                   "[--caller-id C] [--idempotency-key K]\n"),
+                                   "[--caller-id C] [--idempotency-key K] [--wait yes|no]\n"),
                    2;
         if (!is_int(o.pacing))
             return fprintf(stderr, "outdialctl: --pacing takes an integer (calls per minute)\n"), 2;

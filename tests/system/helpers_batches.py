@@ -100,11 +100,14 @@ def upload(api: Api, body: bytes | str, *, multipart: bool = False, scenario: st
         hdrs["Idempotency-Key"] = idempotency_key
     if multipart:
         files = {"file": (filename, body, "text/csv")}
-        return api.post("/v1/batches", data=settings, files=files, headers=hdrs, timeout=30)
-    if file_name is not None:
-        settings["file_name"] = file_name
-    hdrs["Content-Type"] = content_type
-    return api.post("/v1/batches", params=settings, data=body, headers=hdrs, timeout=30)
+        r = api.post("/v1/batches", data=settings, files=files, headers=hdrs, timeout=30)
+    else:
+        if file_name is not None:
+            settings["file_name"] = file_name
+        hdrs["Content-Type"] = content_type
+        r = api.post("/v1/batches", params=settings, data=body, headers=hdrs, timeout=30)
+    r.od_api = api  # assert_created follows the batch through its validation
+    return r
 
 
 def assert_batch_shape(b: dict, with_errors: bool = True) -> dict:
@@ -114,10 +117,16 @@ def assert_batch_shape(b: dict, with_errors: bool = True) -> dict:
     if not with_errors:
         assert "row_errors" not in b, f"list items carry no row_errors: {b}"
     uuid.UUID(b["id"])
-    assert b["status"] in BATCH_STATUSES - {"validating"}, b
+    assert b["status"] in BATCH_STATUSES, b
     assert list(b["counts"]) == COUNT_KEYS or set(b["counts"]) == set(COUNT_KEYS), b["counts"]
     assert set(b["final_states"]) == set(FINAL_KEYS), b["final_states"]
-    assert b["total_rows"] == b["accepted_rows"] + b["rejected_rows"], b
+    if b["status"] == "validating" or (b["status"] in ("paused", "canceled") and b["accepted_rows"] == 0
+                                       and b["rejected_rows"] == 0):
+        # rows not checked yet: nothing accepted or refused so far (docs/batches.md, "Validation")
+        assert (b["accepted_rows"], b["rejected_rows"]) == (0, 0), b
+        assert b.get("row_errors", []) == [] and not any(b["counts"].values()), b
+    else:
+        assert b["total_rows"] == b["accepted_rows"] + b["rejected_rows"], b
     return b
 
 
@@ -130,14 +139,32 @@ def assert_counts_add_up(b: dict) -> None:
     assert all(isinstance(v, int) and v >= 0 for v in (*c.values(), *f.values())), b
 
 
-def assert_created(r: requests.Response) -> dict:
+def assert_answered(r: requests.Response) -> dict:
+    """The 201 of an upload: the batch stored, validating (docs/batches.md)."""
     assert r.status_code == 201, f"expected 201, got {r.status_code}: {r.text[:800]}"
     assert r.headers.get("content-type", "").split(";")[0].strip() == "application/json", r.headers
     b = r.json()
     assert_batch_shape(b)
     loc = r.headers.get("location", "")
     assert loc.endswith(f"/v1/batches/{b['id']}"), f"Location {loc!r} for batch {b['id']}"
-    assert b["status"] == "scheduled", f"a new batch is scheduled: {b}"
+    assert b["status"] == "validating", f"a new batch is validating: {b}"
+    assert b["total_rows"] > 0 and b["finished_at"] is None and b["started_at"] is None, b
+    return b
+
+
+def wait_validated(api: Api, bid: str, timeout: float = 60) -> dict:
+    """Polls the batch until it is no longer validating; returns it."""
+    return wait_batch(api, bid, lambda b: b["status"] != "validating", timeout, what=f"batch {bid} validated")
+
+
+def assert_created(r: requests.Response, api: Api | None = None) -> dict:
+    """assert_answered, then the batch once validated (scheduled, or already
+    running or completed: its calls may start at once), polled with `api`
+    (default: the key that uploaded, which then needs sessions:read)."""
+    answer = assert_answered(r)
+    b = wait_validated(api or r.od_api, answer["id"])
+    assert b["status"] in ("scheduled", "running", "completed"), f"validated batch: {b}"
+    assert b["total_rows"] == answer["total_rows"], (answer, b)
     assert_counts_add_up(b)
     return b
 

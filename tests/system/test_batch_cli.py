@@ -111,11 +111,13 @@ def test_upload_then_watch_to_completion(system, tmp_path):
     assert b["row_errors"] == [{"row": 3, "code": "invalid_phone"}], b
     assert b["status"] in ("scheduled", "running", "completed"), b
     assert sum(b["counts"].values()) == 4, b
-    # stderr is not a terminal: one final progress line, no redraws
+    # stderr is not a terminal: one final progress line, no redraws; then the
+    # validation (a "validating" line if the first poll saw it), then its result
     assert "\r" not in cp.stderr, repr(cp.stderr)
     lines = cp.stderr.splitlines()
-    assert len(lines) == 1, lines
     assert lines[0].startswith("uploading contacts.csv [####################] 100%  "), lines
+    assert lines[-1].startswith("validated: 4 of 5 rows accepted, "), lines
+    assert lines[1:-1] in ([], ["validating 5 rows"]), lines
 
     # the API sees the same batch
     r = p.api.get(f"/v1/batches/{b['id']}")
@@ -140,6 +142,20 @@ def test_upload_then_watch_to_completion(system, tmp_path):
     cp = ctl_batch(env, "watch", b["id"], timeout=30)
     assert cp.returncode == 0, cp.stderr
     assert stdout_json(cp)["status"] == "completed"
+
+
+def test_upload_without_waiting_prints_the_answer(system, tmp_path):
+    """--wait no: the 201's batch, still validating, and nothing after the upload line."""
+    p = system.new_project(pacing=600, **NO_LIMITS)
+    env = api_env(system, p.key)
+    csv = write_csv(tmp_path / "contacts.csv", [f"{phone(0)},x", f"{phone(1)},y"])
+    cp = ctl_batch(env, "upload", csv, "--scenario", SCENARIO, "--pacing", "600", "--wait", "no")
+    assert cp.returncode == 0, cp.stderr
+    b = stdout_json(cp)
+    assert b["status"] == "validating" and b["total_rows"] == 2 and b["accepted_rows"] == 0, b
+    assert len(cp.stderr.splitlines()) == 1, cp.stderr
+    cp = ctl_batch(env, "upload", csv, "--scenario", SCENARIO, "--wait", "maybe")
+    assert cp.returncode == 2 and "--wait takes yes or no" in cp.stderr, cp.stderr
 
 
 def test_upload_with_idempotency_key_twice_is_one_batch(system, tmp_path):

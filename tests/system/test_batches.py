@@ -17,9 +17,9 @@ import pytest
 
 from harness import Api, wait_until
 from helpers_batches import (BOM, FINAL_KEYS, RESULT_COLUMNS, assert_batch_shape, assert_counts_add_up,
-                             assert_created, assert_no_batch_created, batch_calls, csv_text, db_dials,
+                             assert_answered, assert_created, assert_no_batch_created, batch_calls, csv_text, db_dials,
                              dialed_count, get_batch, list_batches, neutralised, phones, results_cell,
-                             results_csv, row_errors, spaced, upload, wait_batch)
+                             results_csv, row_errors, spaced, upload, wait_batch, wait_validated)
 from helpers_pipeline import (NO_LIMITS, SCENARIO, SIM, assert_accepted, assert_never_dialed_twice, assert_problem,
                               assert_sim_results, db_calls, idem_key, in_seconds, parse_ts, phone)
 
@@ -366,7 +366,7 @@ def test_invalid_multipart(system, err_project):
     # the same part, well closed, is accepted (the framing above is what was wrong)
     r = p.api.post("/v1/batches", data=(part + "--XyZ--\r\n").encode(),
                    headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
-    b = assert_created(r)
+    b = assert_created(r, p.api)
     assert b["file_name"] == "a.csv" and b["accepted_rows"] == 1, b
     assert [x["id"] for x in list_batches(p.api, limit=200)["data"]] == [b["id"]] + before
 
@@ -872,6 +872,7 @@ def test_idempotent_reupload(system):
     assert len({r.json()["id"] for r in ok}) == 1, "one key, two batches"
     ids = [b["id"] for b in list_batches(p.api)["data"]]
     assert len(ids) == 2 and ids[1] == b1["id"] and ids[0] == ok[0].json()["id"], ids
+    wait_validated(p.api, ids[0])
     assert int(system.scalar(f"select count(*) from calls where project_id = '{p.id}'")) == 6
 
 
@@ -979,7 +980,7 @@ def test_scopes(system):
     assert_problem(upload(system.api(), body, pacing=PACE), 401, "unauthorized")
     assert list_batches(read)["data"] == []
 
-    b = assert_created(upload(trig, body, pacing=PACE, start_at=in_seconds(3600)))
+    b = assert_created(upload(trig, body, pacing=PACE, start_at=in_seconds(3600)), read)
     assert get_batch(read, b["id"])["id"] == b["id"]
     assert [x["id"] for x in list_batches(read)["data"]] == [b["id"]]
     raw, recs = results_csv(read, b["id"])

@@ -1,4 +1,7 @@
-/* od_batch_file_read: a CSV contact list into the rows of a batch (docs/batches.md). */
+/*
+ * od_batch_file_read: a CSV contact list into the rows of a batch, and
+ * od_batch_file_check: its file-level checks alone (docs/batches.md).
+ */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +85,35 @@ static void expect_error(const char *csv, size_t len, size_t max_rows, const cha
     CHECK(f.status == 422);
     CHECK_STR(f.code, code);
     CHECK(f.detail[0] != '\0');
+    /* the upload's check answers the same problem, with the same detail */
+    od_batch_file_t c;
+    CHECK(od_batch_file_check(csv, len, max_rows, &c) == -1);
+    CHECK(c.status == 422);
+    CHECK_STR(c.code, code);
+    CHECK_STR(c.detail, f.detail);
+}
+
+/* The check reads the structure only: rows a full read refuses one by one are counted, not judged. */
+static void test_check(void)
+{
+    const char *csv = "\xEF\xBB\xBFName, PHONE ,city\r\n"
+                      "Ana,+34612345670,\"Madrid, centro\"\r\n"
+                      "\r\n"
+                      "Bob,not a phone,x,too,many\n"
+                      "Eve,+34612345670,dup\n";
+    od_batch_file_t c, f;
+    CHECK(od_batch_file_check(csv, strlen(csv), 3, &c) == 0);
+    CHECK(c.total == 3 && c.accepted == 0 && c.rejected == 0 && c.rows.len == 0);
+    CHECK(c.columns.base != NULL && strcmp(c.columns.base, "[\"Name\",\"PHONE\",\"city\"]") == 0);
+    CHECK(c.header_line.base != NULL && strcmp(c.header_line.base, "Name,PHONE,city") == 0);
+    CHECK(od_batch_file_read(csv, strlen(csv), 3, NULL, &f) == 0);
+    CHECK(f.total == c.total && f.accepted == 1 && f.rejected == 2);
+    CHECK(f.columns.len == c.columns.len && memcmp(f.columns.base, c.columns.base, c.columns.len) == 0);
+    od_batch_file_free(&c);
+    od_batch_file_free(&f);
+    /* one row over the limit is a file-level problem for both */
+    CHECK(od_batch_file_check(csv, strlen(csv), 2, &c) == -1);
+    CHECK_STR(c.code, "csv_too_many_rows");
 }
 
 static void test_file_errors(void)
@@ -146,6 +178,7 @@ int main(void)
 {
     test_rows();
     test_file_errors();
+    test_check();
     test_metadata_limit();
     test_phone_cell();
     test_prefix();
