@@ -6,7 +6,8 @@
 # .outdial/test-infra), runs the C unit tests (ctest) and the black-box system
 # tests (pytest, which start the services themselves), and stops the
 # infrastructure. Ends with pytest's summary; exits non-zero if anything failed.
-# Extra arguments go to pytest (e.g. `deploy/local/test.sh -k idempotency`).
+# Extra arguments go to pytest (e.g. `deploy/local/test.sh -k idempotency`, or
+# `deploy/local/test.sh tests/system/test_control.py` for one file).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,5 +40,10 @@ status=0
 ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 300 || status=1
 
 export OUTDIAL_BUILD_DIR="$BUILD" OUTDIAL_TEST_INFRA_DIR="$INFRA"
-python3 -m pytest tests/system -q -p no:cacheprovider "$@" || status=1
+# test files or folders among the arguments replace the default, tests/system
+targets=(tests/system)
+for a in "$@"; do
+  case "$a" in tests/*) targets=() ;; esac
+done
+python3 -m pytest "${targets[@]}" -q -p no:cacheprovider "$@" || status=1
 exit $status

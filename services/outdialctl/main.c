@@ -3,10 +3,12 @@
  * (OUTDIAL_PG_DSN); `topics create` talks to Kafka (OUTDIAL_KAFKA_BROKERS);
  * `batch` talks to the public API (OUTDIAL_URL, OUTDIAL_API_KEY; batch.c).
  */
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "od/core.h"
@@ -81,6 +83,16 @@ static PGconn *connect_pg(void)
         return NULL;
     }
     PQsetNoticeProcessor(conn, NULL, NULL);
+    /* the actor of this session's changes, for the audit log (proto/sql/006_control.sql) */
+    char host[64] = "";
+    gethostname(host, sizeof(host) - 1);
+    const char *user = getenv("USER");
+    json_t *a = json_pack("{ss ss ss}", "type", "operator", "user", user ? user : "?", "host", host);
+    char *actor = a ? json_dumps(a, JSON_COMPACT) : NULL; /* NULL (no user or host in UTF-8): "operator" */
+    const char *params[1] = {actor ? actor : "{\"type\":\"operator\"}"};
+    PQclear(PQexecParams(conn, "SELECT set_config('outdial.actor', $1, false)", 1, NULL, params, NULL, NULL, 0));
+    free(actor);
+    json_decref(a);
     return conn;
 }
 

@@ -30,9 +30,14 @@ SCOPES = {
 }
 
 
-def _spec() -> dict:
+def _spec(same_params: bool = True) -> dict:
+    """The document; with same_params, its paths' parameters all named {id},
+    as the routes table has them ({})."""
     yaml = pytest.importorskip("yaml")
-    return yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    if same_params:
+        spec["paths"] = {re.sub(r"\{[^}]+\}", "{id}", p): v for p, v in spec["paths"].items()}
+    return spec
 
 
 def _routes() -> list[tuple[str, str, str]]:
@@ -47,7 +52,7 @@ def _routes() -> list[tuple[str, str, str]]:
 
 def test_openapi_document_is_valid():
     validator = pytest.importorskip("openapi_spec_validator")
-    spec = _spec()
+    spec = _spec(same_params=False)
     assert spec["openapi"].startswith("3.1")
     validator.validate(spec)
 

@@ -1,0 +1,301 @@
+/*
+ * The project's controls (docs/control.md): the do-not-call list, verified
+ * caller IDs, billing and the audit log. Each request is checked here and
+ * answered by one od_control_api statement (proto/sql/006_control.sql).
+ * A DNC import (JSON or CSV, 100,000 numbers in one request) is normalised
+ * here: every number to E.164, the ones that are not reported by position.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "batch_file.h"
+#include "ingress_int.h"
+#include "od/core.h"
+#include "od/csv.h"
+#include "od/phone.h"
+#include "od/rfc3339.h"
+
+#define DNC_MAX_NUMBERS 1000000 /* per request */
+#define INVALID_SHOWN 100       /* invalid numbers listed in the answer */
+
+static void control(ctx_t *ctx, const char *op, json_t *args)
+{
+    ingress__api_run(ctx, "control_api", op, args, NULL);
+}
+
+/* limit (1..200) into args: 0, or -1 after answering 400 (args and ctx freed). */
+static int limit_param(ctx_t *ctx, h2o_req_t *req, json_t *args, int *bad)
+{
+    char *v = od_http_query(req, "limit", bad), *end;
+    if (v == NULL)
+        return 0;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 1 || n > 200)
+        return json_decref(args), ingress__bad_param(ctx, "limit", "limit must be an integer from 1 to 200"), -1;
+    json_object_set_new(args, "limit", json_integer(n));
+    return 0;
+}
+
+/* ---- DNC ---- */
+
+void ingress__list_dnc(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = json_object();
+    int bad = 0;
+    char e164[OD_PHONE_E164_SIZE], *v;
+    if (limit_param(ctx, req, args, &bad) != 0)
+        return;
+    if ((v = od_http_query(req, "phone", &bad)) != NULL) {
+        if (od_batch_phone(v, strlen(v), e164) != 0)
+            return json_decref(args), ingress__bad_param(ctx, "phone", "phone must be an E.164 number");
+        json_object_set_new(args, "phone", json_string(e164));
+    }
+    if ((v = od_http_query(req, "cursor", &bad)) != NULL) {
+        if (od_phone_parse_e164(v, strlen(v), e164, NULL) != 0)
+            return json_decref(args), ingress__bad_param(ctx, "cursor", "must be a next_cursor of this list");
+        json_object_set_new(args, "cursor", json_string(e164));
+    }
+    if (bad)
+        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+    control(ctx, "list_dnc", args);
+}
+
+typedef struct dnc_import {
+    json_t *phones, *invalid;
+    size_t ninvalid, n;
+    size_t phone_col;  /* SIZE_MAX: not known yet (the first record decides) */
+    int header;        /* the first record named the phone column */
+    const char *error; /* a file-level problem */
+} dnc_import_t;
+
+static void dnc_take(dnc_import_t *d, const char *cell, size_t len, size_t pos, const char *pos_name)
+{
+    char e164[OD_PHONE_E164_SIZE];
+    if (++d->n > DNC_MAX_NUMBERS) {
+        d->error = "too_many_numbers";
+        return;
+    }
+    if (od_batch_phone(cell, len, e164) == 0) {
+        json_array_append_new(d->phones, json_string(e164));
+        return;
+    }
+    if (d->ninvalid++ < INVALID_SHOWN) {
+        json_t *e = json_object();
+        size_t shown = len < 64 ? len : 64;
+        while (shown < len && shown > 0 && ((unsigned char)cell[shown] & 0xC0) == 0x80)
+            shown--; /* not in the middle of a UTF-8 sequence */
+        json_object_set_new(e, pos_name, json_integer((json_int_t)pos));
+        json_object_set_new(e, "value", json_stringn(cell, shown));
+        json_object_set_new(e, "code", json_string("invalid_phone"));
+        json_array_append_new(d->invalid, e);
+    }
+}
+
+/* A CSV of numbers: with a header naming a `phone` column, or without, one number per line (first column). */
+static int on_dnc_record(void *arg, size_t recno, size_t line, const od_csv_field_t *f, size_t n)
+{
+    dnc_import_t *d = arg;
+    (void)line;
+    if (recno == 0) {
+        for (size_t i = 0; i < n; i++) {
+            const char *p = f[i].p;
+            size_t len = f[i].len;
+            while (len > 0 && p[0] == ' ')
+                p++, len--;
+            while (len > 0 && p[len - 1] == ' ')
+                len--;
+            if (len == 5 && strncasecmp(p, "phone", 5) == 0) {
+                d->phone_col = i;
+                d->header = 1;
+                return 0;
+            }
+        }
+        d->phone_col = 0; /* no header: the first record is a number too */
+    }
+    /* rows as in batches: 1 = the first number's record (a header is not a row) */
+    size_t row = d->header ? recno : recno + 1;
+    if (d->phone_col < n)
+        dnc_take(d, f[d->phone_col].p, f[d->phone_col].len, row, "row");
+    else
+        dnc_take(d, "", 0, row, "row");
+    return d->error != NULL;
+}
+
+void ingress__add_dnc(ctx_t *ctx, h2o_req_t *req)
+{
+    dnc_import_t d = {.phones = json_array(), .invalid = json_array(), .phone_col = SIZE_MAX};
+    h2o_iovec_t ct = od_http_header(req, "content-type");
+    const char *body = req->entity.base ? req->entity.base : "";
+    size_t len = req->entity.base ? req->entity.len : 0;
+    const char *source = "api";
+    if (ct.base != NULL && ct.len >= 16 && strncasecmp(ct.base, "application/json", 16) == 0) {
+        json_error_t jerr;
+        json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *phones = json_object_get(root, "phones");
+        size_t i;
+        json_t *v;
+        if (!json_is_object(root) || !json_is_array(phones) || json_object_size(root) != 1) {
+            d.error = "invalid_json";
+        } else {
+            json_array_foreach(phones, i, v)
+            {
+                if (!json_is_string(v)) {
+                    d.error = "invalid_json";
+                    break;
+                }
+                dnc_take(&d, json_string_value(v), json_string_length(v), i, "index");
+                if (d.error != NULL)
+                    break;
+            }
+        }
+        json_decref(root);
+    } else if (ct.base != NULL && ct.len >= 8 && strncasecmp(ct.base, "text/csv", 8) == 0) {
+        source = "csv";
+        od_csv_error_t err;
+        od_csv_err_t rc = od_csv_parse(body, len, OD_BATCH_MAX_COLUMNS, on_dnc_record, &d, &err);
+        if (rc != OD_CSV_OK && rc != OD_CSV_EABORT)
+            d.error = od_csv_code(rc);
+    } else {
+        json_decref(d.phones);
+        json_decref(d.invalid);
+        ingress__reply_problem(ctx, 415, "unsupported_media_type",
+                               "send {\"phones\": [...]} as application/json, or the numbers as text/csv", NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    if (d.error != NULL || (json_array_size(d.phones) == 0 && d.ninvalid == 0)) {
+        const char *code = d.error ? d.error : "no_numbers";
+        int status = strcmp(code, "invalid_json") == 0 ? 400 : 422;
+        const char *detail = strcmp(code, "invalid_json") == 0 ? "the body must be {\"phones\": [\"+34...\", ...]}"
+                             : strcmp(code, "too_many_numbers") == 0 ? "at most 1,000,000 numbers in one request"
+                             : strcmp(code, "no_numbers") == 0       ? "the request holds no number"
+                                                                     : "the CSV is malformed";
+        json_decref(d.phones);
+        json_decref(d.invalid);
+        ingress__reply_problem(ctx, status, code, detail, NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    json_t *args = json_pack("{so so sI ss}", "phones", d.phones, "invalid", d.invalid, "invalid_count",
+                             (json_int_t)d.ninvalid, "source", source);
+    control(ctx, "add_dnc", args);
+}
+
+/* The number of a path like /v1/dnc/%2B34612345670 (or /v1/dnc/+34612345670): 0, or -1 after answering 404. */
+static int path_phone(ctx_t *ctx, char e164[OD_PHONE_E164_SIZE])
+{
+    h2o_iovec_t v = ctx->params.v[0];
+    char raw[64];
+    size_t n = 0;
+    for (size_t i = 0; i < v.len && n < sizeof(raw) - 1; i++) {
+        if (v.base[i] == '%' && i + 2 < v.len && strncasecmp(v.base + i, "%2B", 3) == 0) {
+            raw[n++] = '+';
+            i += 2;
+        } else {
+            raw[n++] = v.base[i];
+        }
+    }
+    raw[n] = '\0';
+    if (v.len >= sizeof(raw) || od_phone_parse_e164(raw, n, e164, NULL) != 0) {
+        ingress__reply_problem(ctx, 404, "not_found", "no such number on this project's do-not-call list", NULL);
+        ingress__ctx_free(ctx);
+        return -1;
+    }
+    return 0;
+}
+
+void ingress__delete_dnc(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    char e164[OD_PHONE_E164_SIZE];
+    if (path_phone(ctx, e164) == 0)
+        control(ctx, "delete_dnc", json_pack("{ss}", "phone", e164));
+}
+
+/* ---- caller IDs ---- */
+
+void ingress__list_caller_ids(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    control(ctx, "list_caller_ids", json_object());
+}
+
+void ingress__add_caller_id(ctx_t *ctx, h2o_req_t *req)
+{
+    json_error_t jerr;
+    json_t *root = req->entity.base ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
+                                    : NULL;
+    json_t *phone = json_object_get(root, "phone");
+    char e164[OD_PHONE_E164_SIZE];
+    if (!json_is_object(root) || json_object_size(root) != 1 || phone == NULL) {
+        json_decref(root);
+        ingress__reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"phone\"}", NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    if (!json_is_string(phone) ||
+        od_phone_parse_e164(json_string_value(phone), json_string_length(phone), e164, NULL) != 0) {
+        json_decref(root);
+        ingress__reply_problem(ctx, 422, "invalid_phone", "phone must be in E.164 format, e.g. +34123456789",
+                               "[{\"field\":\"phone\",\"code\":\"invalid_phone\","
+                               "\"message\":\"phone must be in E.164 format, e.g. +34123456789\"}]");
+        ingress__ctx_free(ctx);
+        return;
+    }
+    json_decref(root);
+    control(ctx, "add_caller_id", json_pack("{ss}", "phone", e164));
+}
+
+/* ---- billing, audit log ---- */
+
+/* An RFC 3339 query parameter into args (normalised): 0, or -1 after answering 400 (args and ctx freed). */
+static int time_param(ctx_t *ctx, h2o_req_t *req, json_t *args, const char *name, int *bad, int64_t *us)
+{
+    char *v = od_http_query(req, name, bad), ts[OD_RFC3339_BUF_SIZE];
+    if (v == NULL)
+        return 0;
+    if (od_rfc3339_parse(v, strlen(v), us, NULL) != 0)
+        return json_decref(args), ingress__bad_param(ctx, name, "must be an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"),
+               -1;
+    od_rfc3339_format(*us, ts);
+    json_object_set_new(args, name, json_string(ts));
+    return 0;
+}
+
+void ingress__billing(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = json_object();
+    int bad = 0;
+    int64_t from = INT64_MIN, to = INT64_MAX;
+    if (time_param(ctx, req, args, "from", &bad, &from) != 0 || time_param(ctx, req, args, "to", &bad, &to) != 0)
+        return;
+    if (bad)
+        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+    if (from > to)
+        return json_decref(args), ingress__bad_param(ctx, "to", "to must not be before from");
+    control(ctx, "billing", args);
+}
+
+void ingress__audit_log(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = json_object();
+    int bad = 0;
+    char *v, *end;
+    if (limit_param(ctx, req, args, &bad) != 0)
+        return;
+    if ((v = od_http_query(req, "cursor", &bad)) != NULL) {
+        long long n = strtoll(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 1)
+            return json_decref(args), ingress__bad_param(ctx, "cursor", "must be a next_cursor of this list");
+        json_object_set_new(args, "cursor", json_string(v));
+    }
+    if ((v = od_http_query(req, "action", &bad)) != NULL) {
+        if (strlen(v) > 64)
+            return json_decref(args), ingress__bad_param(ctx, "action", "unknown action");
+        json_object_set_new(args, "action", json_string(v));
+    }
+    if (bad)
+        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+    control(ctx, "audit_log", args);
+}
