@@ -296,8 +296,10 @@ static void on_check_done(uv_work_t *w, int status)
     od_buf_printf(&q, ",\"total_rows\":%zu,\"request_hash\":\"%s\",\"owner\":\"%s\"}", job->bf.total, job->req_hash,
                   in->batch_owner);
     od_batch_file_free(&job->bf);
-    const char *params[2] = {q.base, job->file};
-    int rc = od_pg_query(in->pg, "batch_create", 2, params, on_created, ctx);
+    char actor[160];
+    ingress__actor(ctx, actor, sizeof(actor));
+    const char *params[3] = {q.base, job->file, actor};
+    int rc = od_pg_query(in->pg, "batch_create", 3, params, on_created, ctx);
     od_buf_free(&q);
     if (rc != 0) {
         ingress__reply_unavailable(ctx);

@@ -14,6 +14,7 @@
  */
 #include "ingress_int.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -154,13 +155,20 @@ static void on_api_result(void *arg, int status, PGresult *res)
 }
 
 /* Runs od_api(op, args); takes ownership of args. */
+void ingress__actor(const ctx_t *ctx, char *out, size_t size)
+{
+    snprintf(out, size, "{\"type\":\"api_key\",\"key_id\":\"%s\",\"ip\":\"%s\"}", ctx->key.key_id, ctx->ip);
+}
+
 void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args, od_pg_cb cb)
 {
     char *a = json_dumps(args, JSON_COMPACT);
     char rph[24];
     snprintf(rph, sizeof(rph), "%lld", (long long)ctx->key.requests_per_hour);
-    const char *params[5] = {ctx->key.key_id, ctx->key.project_id, rph, op, a};
-    int rc = od_pg_query(ctx->in->pg, stmt, 5, params, cb ? cb : on_api_result, ctx);
+    char actor[160];
+    ingress__actor(ctx, actor, sizeof(actor));
+    const char *params[6] = {ctx->key.key_id, ctx->key.project_id, rph, op, a, actor};
+    int rc = od_pg_query(ctx->in->pg, stmt, 6, params, cb ? cb : on_api_result, ctx);
     free(a);
     json_decref(args);
     if (rc != 0) {
@@ -721,6 +729,14 @@ static const route_t routes[] = {
     {"POST", "/v1/batches/{}/pause", OD_SCOPE_TRIGGER, ingress__pause_batch},
     {"POST", "/v1/batches/{}/resume", OD_SCOPE_TRIGGER, ingress__resume_batch},
     {"POST", "/v1/batches/{}/cancel", OD_SCOPE_TRIGGER, ingress__cancel_batch},
+    {"GET", "/v1/dnc", OD_SCOPE_DNC, ingress__list_dnc},
+    {"POST", "/v1/dnc", OD_SCOPE_DNC, ingress__add_dnc},
+    {"DELETE", "/v1/dnc/{}", OD_SCOPE_DNC, ingress__delete_dnc},
+    {"GET", "/v1/caller-ids", OD_SCOPE_ADMIN, ingress__list_caller_ids},
+    {"POST", "/v1/caller-ids", OD_SCOPE_ADMIN, ingress__add_caller_id},
+    {"GET", "/v1/billing", OD_SCOPE_READ, ingress__billing},
+    {"GET", "/v1/audit-log", OD_SCOPE_ADMIN, ingress__audit_log},
+    {"GET", "/v1/events", OD_SCOPE_READ, ingress__events},
 };
 
 static void on_authed(void *arg, int status, const od_key_t *key)
@@ -751,6 +767,16 @@ typedef struct route_binding {
     const route_t *route;
 } route_binding_t;
 
+/* The client's address as text ("" if neither IPv4 nor IPv6). */
+static void peer_str(const struct sockaddr_storage *sa, char *out, size_t size)
+{
+    const void *addr = sa->ss_family == AF_INET    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                       : sa->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                                   : NULL;
+    if (addr == NULL || inet_ntop(sa->ss_family, addr, out, (socklen_t)size) == NULL)
+        out[0] = '\0';
+}
+
 static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
 {
     route_binding_t *b = arg;
@@ -760,6 +786,10 @@ static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
     ctx->params = *params;
     ctx->started_ms = od_mono_ms();
     ctx->hold = od_http_hold(req);
+    struct sockaddr_storage sa;
+    if (req->conn->callbacks->get_peername != NULL &&
+        req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa) > 0)
+        peer_str(&sa, ctx->ip, sizeof(ctx->ip));
     if (b->in->svc->draining) {
         ingress__reply_problem(ctx, 503, "shutting_down", "this ingress is shutting down; retry", NULL);
         ingress__ctx_free(ctx);
@@ -811,19 +841,27 @@ static void on_drain(od_svc_t *svc, void *arg)
     ingress_t *in = arg;
     od_http_stop(svc->http);
     ingress__batches_drain(in);
+    ingress__events_drain(in);
     static uv_timer_t poll;
     uv_timer_init(svc->loop, &poll);
     poll.data = in;
     uv_timer_start(&poll, on_drain_poll, 50, 50);
 }
 
+#define ACTOR_CTE "WITH actor AS MATERIALIZED (SELECT set_config('outdial.actor', $6, true)) "
+
 static const od_pg_stmt_t stmts[] = {
     {"auth", OD_AUTH_SQL},
     {"accept", "SELECT od_accept_calls($1::jsonb)::text"},
     {"accept_done", "SELECT od_accept_done($1::jsonb)"},
-    {"api", "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
-    {"batch_api", "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text"},
-    {"batch_create", "SELECT od_batch_create($1::jsonb, $2)::text"},
+    /* $6: the actor, set first in the statement's own transaction for the audit triggers (006_control.sql) */
+    {"api", ACTOR_CTE "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"batch_api", ACTOR_CTE "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"control_api", ACTOR_CTE "SELECT od_control_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"events_api", ACTOR_CTE "SELECT od_events_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"events_since", "SELECT od_events_since($1::xid8, $2::bigint, $3::uuid[], $4::integer)::text"},
+    {"batch_create", "WITH actor AS MATERIALIZED (SELECT set_config('outdial.actor', $3, true)) "
+                     "SELECT od_batch_create($1::jsonb, $2)::text FROM actor"},
     /* a page of results.csv: the row as uploaded (CSV-encoded at upload) and its call's state */
     {"batch_results", "SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, "
                       "c.duration_ms, c.cost_micros, floor(extract(epoch FROM c.ended_at) * 1000000)::bigint, r.error "
@@ -873,6 +911,7 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
                                 (int)OD_ARRAY_SIZE(sizes));
 
     ingress__batches_init(in);
+    ingress__events_init(in);
     for (size_t i = 0; i < OD_ARRAY_SIZE(routes); i++) {
         route_binding_t *b = od_malloc(sizeof(*b));
         b->in = in;

@@ -13,6 +13,13 @@
 
 typedef struct ctx ctx_t;
 typedef struct batch_job batch_job_t;
+typedef struct sse_stream sse_stream_t;
+
+/* A position in the call events (proto/sql/008_events.sql): (transaction id, event id). */
+typedef struct od_event_cursor {
+    uint64_t xid;
+    int64_t id;
+} od_event_cursor_t;
 typedef void (*route_fn)(ctx_t *ctx, h2o_req_t *req);
 
 typedef struct route {
@@ -39,6 +46,7 @@ struct ctx {
     char *body;              /* accepted call JSON */
     int answered, reported, published;
     int64_t started_ms;
+    char ip[48];             /* the client's address, for the audit log */
     h2o_linklist_t waiting;  /* in ingress.awaiting_publish */
     ctx_t *next;             /* in an accept group */
     batch_job_t *job;        /* the batch endpoints' state (batches.c), or NULL */
@@ -74,6 +82,12 @@ struct ingress {
     uv_timer_t batch_claim_timer;
     int batch_claiming;      /* a claim is in flight, or its batch is being validated */
     int batch_imports;       /* validations under way */
+    /* event streams (events.c) */
+    sse_stream_t *sse_head;
+    int64_t sse_count;
+    uv_timer_t sse_timer;
+    od_event_cursor_t sse_cursor; /* the shared poll has read everything before this */
+    int sse_cursor_set, sse_polling;
 };
 
 
@@ -93,12 +107,15 @@ void ingress__reply_unavailable(ctx_t *ctx);
 /** 400 invalid_parameter for a query parameter; frees ctx. */
 void ingress__bad_param(ctx_t *ctx, const char *field, const char *message);
 /**
- * Runs `stmt` — "api" (od_api) or "batch_api" (od_batch_api), which take the
- * same parameters: the key, its project and hourly budget, `op`, `args` — and
+ * Runs `stmt` — "api" (od_api), "batch_api" (od_batch_api) or "control_api"
+ * (od_control_api), which take the same parameters: the key, its project and
+ * hourly budget, `op`, `args`, and the actor for the audit log — and
  * answers with `cb`, or, when cb is NULL, with the statement's {status, body |
  * code, detail, rl}. Takes ownership of args; frees ctx if it cannot send.
  */
 void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args, od_pg_cb cb);
+/** The actor of ctx's request for the audit log, as JSON: {"type": "api_key", "key_id", "ip"}. */
+void ingress__actor(const ctx_t *ctx, char *out, size_t size);
 /** ingress__api_run of "api", answered generically. */
 void ingress__api_call(ctx_t *ctx, const char *op, json_t *args);
 /** The path's id (lower case) for an object named `what`: 0, or -1 after answering 404 (ctx freed). */
@@ -123,6 +140,23 @@ void ingress__batch_results(ctx_t *ctx, h2o_req_t *req);
 void ingress__pause_batch(ctx_t *ctx, h2o_req_t *req);
 void ingress__resume_batch(ctx_t *ctx, h2o_req_t *req);
 void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req);
+/* ---- events.c ---- */
+
+void ingress__events_init(ingress_t *in);
+void ingress__events(ctx_t *ctx, h2o_req_t *req);
+/** Drain: ends every event stream (clients reconnect elsewhere with Last-Event-ID). */
+void ingress__events_drain(ingress_t *in);
+
+/* ---- control.c ---- */
+
+void ingress__list_dnc(ctx_t *ctx, h2o_req_t *req);
+void ingress__add_dnc(ctx_t *ctx, h2o_req_t *req);
+void ingress__delete_dnc(ctx_t *ctx, h2o_req_t *req);
+void ingress__list_caller_ids(ctx_t *ctx, h2o_req_t *req);
+void ingress__add_caller_id(ctx_t *ctx, h2o_req_t *req);
+void ingress__billing(ctx_t *ctx, h2o_req_t *req);
+void ingress__audit_log(ctx_t *ctx, h2o_req_t *req);
+
 /** Frees a batch job hanging off a context (ctx->job). */
 void ingress__batch_job_free(batch_job_t *job);
 

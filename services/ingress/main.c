@@ -25,6 +25,8 @@ static const od_conf_item_t conf_table[] = {
                 "largest CSV batch upload in bytes (413 beyond; the body is held in memory while it is read)"),
     OD_CONF_INT(ingress_conf_t, batch_max_rows, "OUTDIAL_BATCH_MAX_ROWS", "1000000", 1, 10000000,
                 "most data rows in one CSV batch (422 csv_too_many_rows beyond)"),
+    OD_CONF_INT(ingress_conf_t, events_max_streams, "OUTDIAL_EVENTS_MAX_STREAMS", "10000", 1, 1000000,
+                "most GET /v1/events streams open on this ingress (503 too_many_streams beyond)"),
 };
 
 int main(int argc, char **argv)
