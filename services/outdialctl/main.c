@@ -23,7 +23,8 @@ static const char usage[] =
     "                                               create the Kafka topics (prefix $OUTDIAL_TOPIC_PREFIX)\n"
     "  project create NAME [--pacing N] [--wallet MICROS]      prints the project id\n"
     "  project set ID [--pacing N] [--wallet MICROS] [--calls-per-min N] [--requests-per-hour N]\n"
-    "                 [--price-per-min MICROS]\n"
+    "                 [--price-per-min MICROS]     (a new --wallet balance is a ledger adjustment)\n"
+    "  project topup ID MICROS [--reason TEXT]      add to the wallet (a ledger top-up)\n"
     "  scenario add PROJECT IDN [--disclosure TEXT]\n"
     "  caller-id add PROJECT E164\n"
     "  key create PROJECT --scopes a,b [--name N]   prints the key (shown once)\n"
@@ -131,8 +132,11 @@ static int project_create(PGconn *conn, const char *name, const char *pacing, co
     od_uuid7(id);
     const char *p[4] = {id, name, pacing ? pacing : "5", wallet ? wallet : "0"};
     PGresult *r = run(conn,
-                      "INSERT INTO projects (id, name, pacing_per_min, wallet_micros) VALUES ($1, $2, $3, $4) "
-                      "RETURNING id",
+                      "WITH n AS (INSERT INTO projects (id, name, pacing_per_min, wallet_micros) "
+                      "VALUES ($1, $2, $3, $4) RETURNING id, wallet_micros), "
+                      "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
+                      "SELECT id, wallet_micros, 'opening balance' FROM n WHERE wallet_micros <> 0) "
+                      "SELECT id FROM n",
                       4, p);
     if (quiet) {
         int ok = r != NULL;
@@ -287,14 +291,36 @@ int main(int argc, char **argv)
                 return fprintf(stderr, "outdialctl: options take integers\n"), 2;
         if ((conn = connect_pg()) == NULL)
             return 1;
+        /* a new wallet balance is an adjustment in the ledger (its difference), as billing shows it */
         rc = print_id(run(conn,
-                          "UPDATE projects SET pacing_per_min = coalesce($2::integer, pacing_per_min), "
+                          "WITH old AS (SELECT wallet_micros FROM projects WHERE id = $1::uuid FOR UPDATE), "
+                          "u AS (UPDATE projects SET pacing_per_min = coalesce($2::integer, pacing_per_min), "
                           "wallet_micros = coalesce($3::bigint, wallet_micros), "
                           "calls_per_min = coalesce($4::integer, calls_per_min), "
                           "requests_per_hour = coalesce($5::integer, requests_per_hour), "
                           "price_per_min_micros = coalesce($6::bigint, price_per_min_micros) "
-                          "WHERE id = $1::uuid RETURNING id",
+                          "WHERE id = $1::uuid RETURNING id, wallet_micros), "
+                          "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
+                          "SELECT u.id, u.wallet_micros - old.wallet_micros, 'adjustment by the operator' FROM u, old "
+                          "WHERE u.wallet_micros <> old.wallet_micros) "
+                          "SELECT id FROM u",
                           6, p),
+                      "project");
+    } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "topup") == 0 && rest >= 2) {
+        static const char *const allowed[] = {"--reason", NULL};
+        if (check_opts(rest, args, 2, allowed) != 0 || !is_int(args[1]) || atoll(args[1]) <= 0)
+            return fprintf(stderr, "outdialctl: project topup ID MICROS [--reason TEXT] (MICROS > 0)\n"), 2;
+        const char *reason = opt(rest - 2, args + 2, "--reason");
+        const char *p[3] = {args[0], args[1], reason ? reason : "top-up"};
+        if ((conn = connect_pg()) == NULL)
+            return 1;
+        rc = print_id(run(conn,
+                          "WITH u AS (UPDATE projects SET wallet_micros = wallet_micros + $2::bigint "
+                          "WHERE id = $1::uuid RETURNING id), "
+                          "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
+                          "SELECT id, $2::bigint, $3 FROM u) "
+                          "SELECT id FROM u",
+                          3, p),
                       "project");
     } else if (strcmp(cmd, "scenario") == 0 && strcmp(sub, "add") == 0 && rest >= 2) {
         static const char *const allowed[] = {"--disclosure", NULL};

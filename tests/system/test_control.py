@@ -158,6 +158,20 @@ def test_billing_by_final_state(system):
     assert bill["wallet"]["balance_micros"] == _ok(p.api.get("/v1/project"))["wallet"]["balance_micros"]
     assert len(bill["ledger"]["entries"]) == bill["ledger"]["entries_total"] >= 1, bill["ledger"]
 
+    # a top-up by the operator: in the ledger, the balance and the audit log
+    before = bill["wallet"]["balance_micros"]
+    system.ctl("project", "topup", p.id, "5000000", "--reason", "invoice 42", json_out=False)
+    bill = _ok(p.api.get("/v1/billing"))
+    assert bill["wallet"]["balance_micros"] == before + 5_000_000, bill["wallet"]
+    assert bill["ledger"]["entries"][0]["amount_micros"] == 5_000_000, bill["ledger"]["entries"][0]
+    assert bill["ledger"]["entries"][0]["reason"] == "invoice 42", bill["ledger"]["entries"][0]
+    # the opening balance, then the top-up; the debits are the calls' costs
+    assert bill["ledger"]["topups_micros"] == 1_000_000_000 + 5_000_000, bill["ledger"]
+    assert bill["ledger"]["debits_micros"] == total, bill["ledger"]
+    audit = _ok(p.admin.get("/v1/audit-log", params={"action": "project.updated"}))["data"]
+    assert audit[0]["changes"]["wallet_micros"] == {"from": before, "to": before + 5_000_000}, audit[0]
+    assert audit[0]["actor"]["type"] == "operator", audit[0]
+
     future = _ok(p.api.get("/v1/billing", params={"from": in_seconds(3600), "to": in_seconds(7200)}))
     assert future["totals"] == {"calls": 0, "billed_s": 0, "cost_micros": 0}, future
     assert future["ledger"]["entries"] == [], future["ledger"]
