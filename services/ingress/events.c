@@ -35,6 +35,7 @@ struct sse_stream {
     od_http_stream_t *stream;
     cursor_t cur;
     int live;           /* caught up: takes the shared poll's events */
+    int polled;         /* its project is in the shared poll in flight */
     int query_inflight; /* its own catch-up query */
     int ready;          /* h2o took the last chunk */
     int gone;           /* the request is over: nothing refers to the stream any more */
@@ -237,8 +238,8 @@ static void on_poll(void *arg, int status, PGresult *res)
         cursor_t c = cursor_of(e);
         const char *project = json_string_value(json_array_get(e, 2));
         for (sse_stream_t *s = in->sse_head; s != NULL; s = s->next)
-            if (s->live && !s->gone && !s->ending && project != NULL && strcmp(project, s->ctx->key.project_id) == 0 &&
-                cursor_cmp(c, s->cur) > 0)
+            if (s->live && s->polled && !s->gone && !s->ending && project != NULL &&
+                strcmp(project, s->ctx->key.project_id) == 0 && cursor_cmp(c, s->cur) > 0)
                 stream_event(s, c, json_array_get(e, 3));
     }
     in->sse_cursor = cursor_of(json_object_get(r, "next"));
@@ -247,8 +248,12 @@ static void on_poll(void *arg, int status, PGresult *res)
     int64_t now = od_mono_ms();
     for (sse_stream_t *s = in->sse_head, *next; s != NULL; s = next) {
         next = s->next;
+        int polled = s->polled;
+        s->polled = 0;
         if (s->gone || s->ending)
             continue;
+        if (s->live && !polled)
+            s->live = 0; /* live after the poll was sent: its project's events were not read; catch up again */
         if (s->live && cursor_cmp(in->sse_cursor, s->cur) > 0)
             s->cur = in->sse_cursor;
         if (s->pending.len == 0 && now - s->sent_ms >= EVENTS_HEARTBEAT_MS)
@@ -271,6 +276,7 @@ static void on_tick(uv_timer_t *t)
     od_buf_puts(&projects, "{");
     int n = 0;
     for (sse_stream_t *s = in->sse_head; s != NULL; s = s->next) {
+        s->polled = !s->gone;
         if (s->gone || strstr(projects.base, s->ctx->key.project_id) != NULL)
             continue;
         od_buf_printf(&projects, "%s%s", n++ ? "," : "", s->ctx->key.project_id);
