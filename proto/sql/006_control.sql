@@ -56,8 +56,8 @@ BEGIN
         RETURN NULL;
     END IF;
     -- never a secret in the log, nor the bulk of a batch
-    o := o - ARRAY['key_hash', 'header_line', 'row_errors', 'pace_tat'];
-    n := n - ARRAY['key_hash', 'header_line', 'row_errors', 'pace_tat'];
+    o := o - ARRAY['key_hash', 'secret', 'prev_secret', 'header_line', 'row_errors', 'pace_tat'];
+    n := n - ARRAY['key_hash', 'secret', 'prev_secret', 'header_line', 'row_errors', 'pace_tat'];
     IF TG_OP = 'UPDATE' THEN
         SELECT jsonb_object_agg(k, jsonb_build_object('from', o->k, 'to', n->k)) INTO chg
           FROM jsonb_object_keys(n) k WHERE o->k IS DISTINCT FROM n->k;
