@@ -9,7 +9,8 @@
 #
 # Environment: OUTDIAL_HTTP_PORT (ingress, default 8080),
 # OUTDIAL_SIM_TIME_SCALE (default 0.2: calls take seconds, not minutes),
-# OUTDIAL_DIALERS (dialer copies, default 1).
+# OUTDIAL_DIALERS (dialer copies, default 1), OUTDIAL_WEBHOOK_ALLOW_PRIVATE (default 1 here:
+# webhooks to receivers on this machine).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,6 +32,8 @@ export OUTDIAL_SQL_DIR="$ROOT/proto/sql"
 export OUTDIAL_OPENAPI_PATH="$ROOT/proto/openapi.yaml"
 export OUTDIAL_SIM_DIAL_LOG="${OUTDIAL_SIM_DIAL_LOG:-$DATA/dial.log}"
 export OUTDIAL_SIM_TIME_SCALE="${OUTDIAL_SIM_TIME_SCALE:-0.2}"
+# webhook receivers on this machine (127.0.0.1) are allowed here, never in production
+export OUTDIAL_WEBHOOK_ALLOW_PRIVATE="${OUTDIAL_WEBHOOK_ALLOW_PRIVATE:-1}"
 "$BIN/outdialctl" migrate
 "$BIN/outdialctl" topics create --partitions 6
 

@@ -737,6 +737,14 @@ static const route_t routes[] = {
     {"GET", "/v1/billing", OD_SCOPE_READ, ingress__billing},
     {"GET", "/v1/audit-log", OD_SCOPE_ADMIN, ingress__audit_log},
     {"GET", "/v1/events", OD_SCOPE_READ, ingress__events},
+    {"GET", "/v1/webhooks", OD_SCOPE_WEBHOOKS, ingress__list_webhooks},
+    {"POST", "/v1/webhooks", OD_SCOPE_WEBHOOKS, ingress__create_webhook},
+    {"GET", "/v1/webhooks/{}", OD_SCOPE_WEBHOOKS, ingress__get_webhook},
+    {"PATCH", "/v1/webhooks/{}", OD_SCOPE_WEBHOOKS, ingress__update_webhook},
+    {"DELETE", "/v1/webhooks/{}", OD_SCOPE_WEBHOOKS, ingress__delete_webhook},
+    {"POST", "/v1/webhooks/{}/rotate-secret", OD_SCOPE_WEBHOOKS, ingress__rotate_webhook_secret},
+    {"GET", "/v1/webhooks/{}/deliveries", OD_SCOPE_WEBHOOKS, ingress__webhook_deliveries},
+    {"POST", "/v1/webhooks/{}/deliveries/{}/retry", OD_SCOPE_WEBHOOKS, ingress__retry_webhook_delivery},
 };
 
 static void on_authed(void *arg, int status, const od_key_t *key)
@@ -858,6 +866,7 @@ static const od_pg_stmt_t stmts[] = {
     {"api", ACTOR_CTE "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"batch_api", ACTOR_CTE "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"control_api", ACTOR_CTE "SELECT od_control_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"webhook_api", ACTOR_CTE "SELECT od_webhook_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_api", ACTOR_CTE "SELECT od_events_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_since", "SELECT od_events_since($1::xid8, $2::bigint, $3::uuid[], $4::integer)::text"},
     {"batch_create", "WITH actor AS MATERIALIZED (SELECT set_config('outdial.actor', $3, true)) "

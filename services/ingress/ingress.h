@@ -18,6 +18,7 @@ typedef struct ingress_conf {
     int64_t batch_max_bytes; /**< OUTDIAL_BATCH_MAX_BYTES */
     int64_t batch_max_rows;  /**< OUTDIAL_BATCH_MAX_ROWS */
     int64_t events_max_streams; /**< OUTDIAL_EVENTS_MAX_STREAMS */
+    int webhook_allow_private;  /**< OUTDIAL_WEBHOOK_ALLOW_PRIVATE */
 } ingress_conf_t;
 
 typedef struct ingress ingress_t;

@@ -157,6 +157,17 @@ void ingress__add_caller_id(ctx_t *ctx, h2o_req_t *req);
 void ingress__billing(ctx_t *ctx, h2o_req_t *req);
 void ingress__audit_log(ctx_t *ctx, h2o_req_t *req);
 
+/* ---- webhooks.c ---- */
+
+void ingress__list_webhooks(ctx_t *ctx, h2o_req_t *req);
+void ingress__create_webhook(ctx_t *ctx, h2o_req_t *req);
+void ingress__get_webhook(ctx_t *ctx, h2o_req_t *req);
+void ingress__update_webhook(ctx_t *ctx, h2o_req_t *req);
+void ingress__delete_webhook(ctx_t *ctx, h2o_req_t *req);
+void ingress__rotate_webhook_secret(ctx_t *ctx, h2o_req_t *req);
+void ingress__webhook_deliveries(ctx_t *ctx, h2o_req_t *req);
+void ingress__retry_webhook_delivery(ctx_t *ctx, h2o_req_t *req);
+
 /** Frees a batch job hanging off a context (ctx->job). */
 void ingress__batch_job_free(batch_job_t *job);
 

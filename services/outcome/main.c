@@ -6,7 +6,8 @@
 static const char usage[] =
     "usage: outdial-outcome [--help]\n"
     "Consumes calls.events and applies them to PostgreSQL in batches (states only move\n"
-    "forward; completed calls are billed), and ends calls whose dialer's lease ran out.\n";
+    "forward; completed calls are billed), ends calls whose dialer's lease ran out,\n"
+    "and sends the webhook deliveries.\n";
 
 static const od_conf_item_t conf_table[] = {
     OD_COMMON_CONF(outcome_conf_t, 9103),
@@ -16,6 +17,21 @@ static const od_conf_item_t conf_table[] = {
                 "events applied per transaction at most"),
     OD_CONF_INT(outcome_conf_t, idem_keep_s, "OUTDIAL_IDEMPOTENCY_KEEP_S", "172800", 86400, 31536000,
                 "Idempotency-Key records older than this are deleted (every 10 minutes)"),
+    OD_CONF_BOOL(outcome_conf_t, webhook_allow_private, "OUTDIAL_WEBHOOK_ALLOW_PRIVATE", "0",
+                 "send webhooks to loopback, private and link-local addresses too (local runs only)"),
+    OD_CONF_INT(outcome_conf_t, webhook_concurrency, "OUTDIAL_WEBHOOK_CONCURRENCY", "256", 1, 10000,
+                "webhook requests in flight at once from this copy"),
+    OD_CONF_INT(outcome_conf_t, webhook_per_endpoint, "OUTDIAL_WEBHOOK_PER_ENDPOINT", "8", 1, 1000,
+                "webhook requests in flight at once to one endpoint, over every copy"),
+    OD_CONF_INT(outcome_conf_t, webhook_timeout_ms, "OUTDIAL_WEBHOOK_TIMEOUT_MS", "15000", 100, 60000,
+                "a webhook request that takes longer fails (and is retried)"),
+    OD_CONF_INT(outcome_conf_t, webhook_poll_ms, "OUTDIAL_WEBHOOK_POLL_MS", "250", 10, 60000,
+                "how often due webhook deliveries are looked for"),
+    OD_CONF_INT(outcome_conf_t, webhook_disable_after_s, "OUTDIAL_WEBHOOK_DISABLE_AFTER_S", "432000", 0, 31536000,
+                "an endpoint failing without a success for this long is disabled"),
+    OD_CONF_STR(outcome_conf_t, webhook_retry_schedule, "OUTDIAL_WEBHOOK_RETRY_SCHEDULE",
+                "5,300,1800,7200,18000,36000,86400",
+                "seconds between a failed webhook attempt and the next (each +-20 %), then the delivery fails"),
 };
 
 int main(int argc, char **argv)

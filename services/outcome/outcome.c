@@ -13,6 +13,8 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"reap", "SELECT od_reap($1::integer)"},
     {"batch_compact", "SELECT od_batch_compact($1::integer)"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
+    {"webhook_claim", "SELECT od_webhook_claim($1, $2::integer, $3::integer, $4::integer)::text"},
+    {"webhook_results", "SELECT od_webhook_results($1, $2::jsonb, $3::integer[], $4::integer)"},
 };
 
 static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -48,6 +50,7 @@ static void on_drain_finish(uv_timer_t *t)
     o->kcons = NULL;
     outcome__reaper_stop(o);
     outcome__apply_close(o);
+    outcome__webhooks_close(o->webhooks);
     od_pg_close(o->pg);
     uv_close((uv_handle_t *)&o->drain_timer, NULL);
     od_svc_done(o->svc, 0);
@@ -55,7 +58,8 @@ static void on_drain_finish(uv_timer_t *t)
 
 void outcome__drain_check(outcome_t *o)
 {
-    if (!o->draining || o->closing || o->flight.n > 0 || o->open.n > 0 || o->inflight)
+    if (!o->draining || o->closing || o->flight.n > 0 || o->open.n > 0 || o->inflight ||
+        outcome__webhooks_busy(o->webhooks))
         return;
     o->closing = 1;
     uv_timer_start(&o->drain_timer, on_drain_finish, 0, 0);
@@ -71,6 +75,7 @@ static void outcome_drain(od_svc_t *svc, void *arg)
         od_kcons_pause(o->kcons);
     }
     outcome__reaper_pause(o);
+    outcome__webhooks_drain(o->webhooks);
     od_info("drain: %d events in flight, %d collected", o->flight.n, o->open.n);
     outcome__flush(o); /* the events already collected go too */
     outcome__drain_check(o);
@@ -101,6 +106,8 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
 
     o->pg = od_pg_new(o->loop, "outcome", conf->common.pg_dsn, (int)conf->common.pg_conns, outcome_stmts,
                       OD_ARRAY_SIZE(outcome_stmts));
+    if ((o->webhooks = outcome__webhooks_start(o)) == NULL)
+        return NULL;
     outcome__apply_init(o);
     outcome__reaper_start(o);
     uv_timer_init(o->loop, &o->drain_timer);

@@ -11,7 +11,8 @@
  *                                                                                      ▼ alone; skip the poison one
  *
  * Files: apply.c (consumer, batches), reaper.c (lease reaper, idempotency
- * expiry), outcome.c (set-up, readiness, drain).
+ * expiry), webhook_sender.c (webhook deliveries), outcome.c (set-up,
+ * readiness, drain).
  */
 #ifndef OD_OUTCOME_H
 #define OD_OUTCOME_H
@@ -29,6 +30,14 @@ typedef struct outcome_conf {
     int64_t reaper_interval_ms; /**< OUTDIAL_REAPER_INTERVAL_MS */
     int64_t batch_max;          /**< OUTDIAL_OUTCOME_BATCH */
     int64_t idem_keep_s;        /**< OUTDIAL_IDEMPOTENCY_KEEP_S */
+    /* webhook_sender.c */
+    int webhook_allow_private;       /**< OUTDIAL_WEBHOOK_ALLOW_PRIVATE */
+    int64_t webhook_concurrency;     /**< OUTDIAL_WEBHOOK_CONCURRENCY */
+    int64_t webhook_per_endpoint;    /**< OUTDIAL_WEBHOOK_PER_ENDPOINT */
+    int64_t webhook_timeout_ms;      /**< OUTDIAL_WEBHOOK_TIMEOUT_MS */
+    int64_t webhook_poll_ms;         /**< OUTDIAL_WEBHOOK_POLL_MS */
+    int64_t webhook_disable_after_s; /**< OUTDIAL_WEBHOOK_DISABLE_AFTER_S */
+    char *webhook_retry_schedule;    /**< OUTDIAL_WEBHOOK_RETRY_SCHEDULE */
 } outcome_conf_t;
 
 /** One consumed event, as the JSON object od_apply_events takes. */
@@ -45,6 +54,7 @@ typedef struct obatch {
 } obatch_t;
 
 typedef struct outcome outcome_t;
+typedef struct wh_sender wh_sender_t;
 
 /** A periodic statement of reaper.c: one parameter in, a count out, never twice at once. */
 typedef struct outcome_chore {
@@ -80,6 +90,7 @@ struct outcome {
     outcome_chore_t reap, compact, expire;
 
     uv_timer_t drain_timer;
+    wh_sender_t *webhooks; /**< webhook_sender.c */
 
     struct {
         od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted;
@@ -106,5 +117,14 @@ void outcome__reaper_start(outcome_t *o);
 void outcome__reaper_stop(outcome_t *o);
 /** Stops the chores' timers (drain); the handles are closed by outcome__reaper_stop. */
 void outcome__reaper_pause(outcome_t *o);
+
+/* webhook_sender.c */
+/** Starts sending webhook deliveries; NULL on a configuration error. */
+wh_sender_t *outcome__webhooks_start(outcome_t *o);
+/** Drain: no more claims; what is in flight finishes and is recorded. */
+void outcome__webhooks_drain(wh_sender_t *s);
+/** 1 while requests are in flight or answers are not recorded yet. */
+int outcome__webhooks_busy(const wh_sender_t *s);
+void outcome__webhooks_close(wh_sender_t *s);
 
 #endif

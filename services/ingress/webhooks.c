@@ -1,0 +1,351 @@
+/*
+ * The webhook endpoints of a project (docs/webhooks.md): checked here,
+ * answered by one od_webhook_api statement (proto/sql/007_webhooks.sql).
+ *
+ * A URL is checked for its form, then, unless the operator allows private
+ * addresses, where it goes: an IP literal at once, a name through an
+ * asynchronous DNS lookup (uv_getaddrinfo, on libuv's thread pool) whose
+ * every answer must be a public address. The outcome service checks again
+ * at every send, on the address it actually connects to.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingress_int.h"
+#include "od/core.h"
+#include "od/webhook.h"
+
+#define DESCRIPTION_MAX 500 /* characters */
+
+static const char *const event_types[] = {
+    "call.queued",   "call.dialing",  "call.connected",  "call.completed",
+    "call.failed",   "call.canceled", "batch.completed",
+};
+
+typedef struct wh_check {
+    ctx_t *ctx;
+    json_t *args; /* the operation's arguments, sent once the URL is judged */
+    const char *op;
+    uv_getaddrinfo_t gai;
+} wh_check_t;
+
+static void webhook_api(ctx_t *ctx, const char *op, json_t *args)
+{
+    ingress__api_run(ctx, "webhook_api", op, args, NULL);
+}
+
+static void reply_field(ctx_t *ctx, int status, const char *code, const char *field, const char *message)
+{
+    json_t *errs = json_pack("[{ss ss ss}]", "field", field, "code", code, "message", message);
+    char *e = json_dumps(errs, JSON_COMPACT);
+    ingress__reply_problem(ctx, status, code, message, e);
+    free(e);
+    json_decref(errs);
+    ingress__ctx_free(ctx);
+}
+
+/* The errors of a body, as the problem's `errors`; the first one's code is the problem's. */
+typedef struct errs {
+    json_t *list;
+    const char *first;
+    const char *first_msg;
+} errs_t;
+
+static void add(errs_t *e, const char *field, const char *code, const char *message)
+{
+    if (e->first == NULL) {
+        e->first = code;
+        e->first_msg = message;
+    }
+    json_array_append_new(e->list, json_pack("{ss ss ss}", "field", field, "code", code, "message", message));
+}
+
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/*
+ * The body of POST (create = 1) or PATCH into args: url, event_types (all
+ * by default on creation), description, enabled. 0, or -1 after answering.
+ */
+static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_webhook_url_t *url)
+{
+    json_error_t jerr;
+    json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
+                                       : NULL;
+    if (!json_is_object(root)) {
+        json_decref(root);
+        json_decref(args);
+        ingress__reply_problem(ctx, 400, "invalid_json",
+                               "the body must be a JSON object {\"url\", \"event_types\", \"description\", \"enabled\"}",
+                               NULL);
+        ingress__ctx_free(ctx);
+        return -1;
+    }
+    errs_t e = {json_array(), NULL, NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "url") != 0 && strcmp(key, "event_types") != 0 && strcmp(key, "description") != 0 &&
+            strcmp(key, "enabled") != 0)
+            add(&e, key, "unknown_field", "this field is not part of a webhook endpoint");
+    }
+    url->host[0] = '\0';
+    v = json_object_get(root, "url");
+    if (v == NULL && create) {
+        add(&e, "url", "invalid_webhook_url", "url is required");
+    } else if (v != NULL) {
+        const char *why = NULL;
+        if (!json_is_string(v))
+            add(&e, "url", "invalid_webhook_url", "url must be a string");
+        else if (od_webhook_url_parse(json_string_value(v), json_string_length(v), url, &why) != 0)
+            add(&e, "url", "invalid_webhook_url", why);
+        else
+            json_object_set(args, "url", v);
+    }
+    v = json_object_get(root, "event_types");
+    if (v != NULL) {
+        int ok = json_is_array(v) && json_array_size(v) > 0;
+        json_t *types = json_array(), *t;
+        size_t i;
+        json_array_foreach(v, i, t)
+        {
+            size_t k = 0;
+            while (ok && k < OD_ARRAY_SIZE(event_types) &&
+                   !(json_is_string(t) && strcmp(json_string_value(t), event_types[k]) == 0))
+                k++;
+            if (k == OD_ARRAY_SIZE(event_types))
+                ok = 0;
+            if (!ok)
+                break;
+            /* each type once, in the order given */
+            size_t j;
+            json_t *seen;
+            int dup = 0;
+            json_array_foreach(types, j, seen) dup |= strcmp(json_string_value(seen), event_types[k]) == 0;
+            if (!dup)
+                json_array_append_new(types, json_string(event_types[k]));
+        }
+        if (ok)
+            json_object_set_new(args, "event_types", types);
+        else {
+            json_decref(types);
+            add(&e, "event_types", "invalid_event_types",
+                "event_types must be a non-empty list of: call.queued, call.dialing, call.connected, "
+                "call.completed, call.failed, call.canceled, batch.completed");
+        }
+    } else if (create) {
+        json_t *all = json_array();
+        for (size_t k = 0; k < OD_ARRAY_SIZE(event_types); k++)
+            json_array_append_new(all, json_string(event_types[k]));
+        json_object_set_new(args, "event_types", all);
+    }
+    v = json_object_get(root, "description");
+    if (v != NULL) {
+        if (!json_is_string(v))
+            add(&e, "description", "invalid_type", "description must be a string");
+        else if (utf8_chars(json_string_value(v), json_string_length(v)) > DESCRIPTION_MAX)
+            add(&e, "description", "description_too_long", "description must be at most 500 characters");
+        else if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
+            add(&e, "description", "invalid_type", "description must not hold NUL characters");
+        else
+            json_object_set(args, "description", v);
+    }
+    v = json_object_get(root, "enabled");
+    if (v != NULL) {
+        if (!json_is_boolean(v))
+            add(&e, "enabled", "invalid_type", "enabled must be true or false");
+        else
+            json_object_set(args, "enabled", v);
+    }
+    if (e.first == NULL && !create && json_object_size(root) == 0)
+        add(&e, "", "invalid_json", "nothing to change: give url, event_types, description or enabled");
+    json_decref(root);
+    if (e.first != NULL) {
+        char *list = json_dumps(e.list, JSON_COMPACT);
+        ingress__reply_problem(ctx, strcmp(e.first, "invalid_json") == 0 ? 400 : 422, e.first, e.first_msg, list);
+        free(list);
+        json_decref(e.list);
+        json_decref(args);
+        ingress__ctx_free(ctx);
+        return -1;
+    }
+    json_decref(e.list);
+    return 0;
+}
+
+static void forbidden(ctx_t *ctx)
+{
+    reply_field(ctx, 422, "webhook_url_forbidden", "url",
+                "url resolves to a loopback, private, link-local or reserved address; webhooks go to public "
+                "addresses only");
+}
+
+static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
+{
+    wh_check_t *c = gai->data;
+    ctx_t *ctx = c->ctx;
+    int bad = 0;
+    for (struct addrinfo *a = res; a != NULL; a = a->ai_next)
+        bad |= od_webhook_addr_forbidden(a->ai_addr);
+    uv_freeaddrinfo(res);
+    if (ingress__req(ctx) == NULL) { /* the client went away */
+        json_decref(c->args);
+        ingress__ctx_free(ctx);
+    } else if (status != 0 || res == NULL) {
+        json_decref(c->args);
+        reply_field(ctx, 422, "webhook_url_unresolvable", "url", "url's host name does not resolve");
+    } else if (bad) {
+        json_decref(c->args);
+        forbidden(ctx);
+    } else {
+        webhook_api(ctx, c->op, c->args);
+    }
+    free(c);
+}
+
+/* Runs op once the URL (if any) is judged to go to an allowed place. */
+static void check_url_then(ctx_t *ctx, const od_webhook_url_t *url, const char *op, json_t *args)
+{
+    if (url->host[0] == '\0' || ctx->in->conf->webhook_allow_private) {
+        webhook_api(ctx, op, args);
+        return;
+    }
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+    struct sockaddr_in a4 = {.sin_family = AF_INET};
+    const char *h = url->host;
+    size_t hl = strlen(h);
+    const struct sockaddr *literal = inet_pton(AF_INET, h, &a4.sin_addr) == 1    ? (struct sockaddr *)&a4
+                                     : inet_pton(AF_INET6, h, &a6.sin6_addr) == 1 ? (struct sockaddr *)&a6
+                                                                                  : NULL;
+    if (literal != NULL) {
+        if (od_webhook_addr_forbidden(literal))
+            return json_decref(args), forbidden(ctx);
+        webhook_api(ctx, op, args);
+        return;
+    }
+    /* RFC 6761: localhost names are loopback whatever a resolver says */
+    if (strcmp(h, "localhost") == 0 || (hl > 10 && strcmp(h + hl - 10, ".localhost") == 0))
+        return json_decref(args), forbidden(ctx);
+    wh_check_t *c = od_calloc(1, sizeof(*c));
+    c->ctx = ctx;
+    c->args = args;
+    c->op = op;
+    c->gai.data = c;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    if (uv_getaddrinfo(ctx->in->svc->loop, &c->gai, on_resolved, h, NULL, &hints) != 0) {
+        free(c);
+        json_decref(args);
+        reply_field(ctx, 422, "webhook_url_unresolvable", "url", "url's host name does not resolve");
+    }
+}
+
+void ingress__list_webhooks(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    webhook_api(ctx, "list", json_object());
+}
+
+void ingress__create_webhook(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = json_object();
+    od_webhook_url_t url;
+    char secret[OD_WEBHOOK_SECRET_LEN + 1];
+    if (parse_body(ctx, req, 1, args, &url) != 0)
+        return;
+    od_webhook_secret_new(secret);
+    json_object_set_new(args, "secret", json_string(secret));
+    check_url_then(ctx, &url, "create", args);
+}
+
+/* {"id": the path's endpoint id}, or NULL after answering 404. */
+static json_t *id_args(ctx_t *ctx)
+{
+    char id[37];
+    if (ingress__path_id(ctx, "webhook", id) != 0)
+        return NULL;
+    return json_pack("{ss}", "id", id);
+}
+
+void ingress__get_webhook(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    json_t *args = id_args(ctx);
+    if (args != NULL)
+        webhook_api(ctx, "get", args);
+}
+
+void ingress__update_webhook(ctx_t *ctx, h2o_req_t *req)
+{
+    od_webhook_url_t url;
+    json_t *args = id_args(ctx);
+    if (args == NULL || parse_body(ctx, req, 0, args, &url) != 0)
+        return;
+    check_url_then(ctx, &url, "update", args);
+}
+
+void ingress__delete_webhook(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    json_t *args = id_args(ctx);
+    if (args != NULL)
+        webhook_api(ctx, "delete", args);
+}
+
+void ingress__rotate_webhook_secret(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    char secret[OD_WEBHOOK_SECRET_LEN + 1];
+    json_t *args = id_args(ctx);
+    if (args == NULL)
+        return;
+    od_webhook_secret_new(secret);
+    json_object_set_new(args, "secret", json_string(secret));
+    webhook_api(ctx, "rotate", args);
+}
+
+void ingress__webhook_deliveries(ctx_t *ctx, h2o_req_t *req)
+{
+    json_t *args = id_args(ctx);
+    int bad = 0;
+    char *v;
+    if (args == NULL || ingress__page_params(ctx, req, args) != 0)
+        return;
+    if ((v = od_http_query(req, "status", &bad)) != NULL) {
+        if (strcmp(v, "pending") != 0 && strcmp(v, "succeeded") != 0 && strcmp(v, "failed") != 0)
+            return json_decref(args), ingress__bad_param(ctx, "status", "status must be pending, succeeded or failed");
+        json_object_set_new(args, "status", json_string(v));
+    }
+    if (bad)
+        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+    webhook_api(ctx, "deliveries", args);
+}
+
+void ingress__retry_webhook_delivery(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    json_t *args = id_args(ctx);
+    if (args == NULL)
+        return;
+    h2o_iovec_t d = ctx->params.v[1];
+    if (od_uuid_check(d.base, d.len) != 0) {
+        json_decref(args);
+        ingress__reply_problem(ctx, 404, "not_found", "no such delivery of this webhook", NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    char did[37];
+    for (size_t k = 0; k < 36; k++)
+        did[k] = (char)(d.base[k] >= 'A' && d.base[k] <= 'F' ? d.base[k] + 32 : d.base[k]);
+    did[36] = '\0';
+    json_object_set_new(args, "delivery_id", json_string(did));
+    webhook_api(ctx, "retry", args);
+}

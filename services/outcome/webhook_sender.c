@@ -1,0 +1,515 @@
+/*
+ * The webhook sender (docs/webhooks.md): leases due deliveries from
+ * PostgreSQL (od_webhook_claim), POSTs them with libcurl's multi interface
+ * driven by this service's libuv loop, and records every attempt
+ * (od_webhook_results), which schedules the retries.
+ *
+ *   poll timer ──► claim (room = concurrency - in flight) ──► one easy handle per delivery
+ *        ▲                                                          │ done
+ *        └──────────── record the answers (one statement) ◄─────────┘
+ *
+ * libcurl tells us which sockets to watch (socket callback → uv_poll) and
+ * when to wake it (timer callback → uv_timer); both call
+ * curl_multi_socket_action, after which finished transfers are collected.
+ * Every connection's address passes od_webhook_addr_forbidden first (the
+ * open-socket callback), so a name that resolves to a private address at
+ * send time is refused even if it was public at creation.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "od/core.h"
+#include "od/log.h"
+#include "od/webhook.h"
+#include "outcome.h"
+
+#define SNIPPET_MAX 200 /* bytes of a failed answer's body kept in last_error */
+#define RECORD_BACKOFF_MS 1000
+
+typedef struct wh_sender wh_sender_t;
+
+typedef struct wh_transfer {
+    wh_sender_t *s;
+    struct wh_transfer *prev, *next; /* in the sender's list of transfers running */
+    CURL *easy;
+    struct curl_slist *headers;
+    char id[37];
+    char *payload;
+    char errbuf[CURL_ERROR_SIZE];
+    char snippet[SNIPPET_MAX + 1];
+    size_t snippet_len;
+    char refused[INET6_ADDRSTRLEN]; /* an address the open-socket callback refused */
+    uint64_t started_ms;
+} wh_transfer_t;
+
+typedef struct wh_socket {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    wh_sender_t *s;
+} wh_socket_t;
+
+struct wh_sender {
+    outcome_t *o;
+    CURLM *multi;
+    uv_timer_t curl_timer; /* libcurl's timeout */
+    uv_timer_t poll_timer; /* claims */
+    uv_timer_t record_timer;
+    wh_transfer_t *running; /* transfers running */
+    int inflight;          /* their number */
+    int claiming, recording, stopping;
+    json_t *results;       /* answers not yet recorded */
+    json_t *recording_set; /* answers being recorded */
+    char owner[96];
+    char schedule[512];    /* {5,300,...} */
+    char per_endpoint[24], lease_s[24], disable_after[24];
+    struct {
+        od_metric_t *ok, *retry, *fail, *inflight, *latency, *refused;
+    } m;
+};
+
+static const double latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15};
+
+static void claim(wh_sender_t *s);
+static void record(wh_sender_t *s);
+
+/* ---- libcurl on libuv ---- */
+
+static void collect(wh_sender_t *s);
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    wh_socket_t *ws = p->data;
+    wh_sender_t *s = ws->s;
+    int flags = 0, running;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(s->multi, ws->fd, flags, &running);
+    collect(s);
+}
+
+static void on_socket_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    wh_sender_t *s = userp;
+    wh_socket_t *ws = socketp;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (ws != NULL) {
+            uv_poll_stop(&ws->poll);
+            uv_close((uv_handle_t *)&ws->poll, on_socket_closed);
+            curl_multi_assign(s->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (ws == NULL) {
+        ws = od_calloc(1, sizeof(*ws));
+        ws->fd = fd;
+        ws->s = s;
+        if (uv_poll_init_socket(s->o->loop, &ws->poll, fd) != 0) {
+            free(ws);
+            return -1;
+        }
+        ws->poll.data = ws;
+        curl_multi_assign(s->multi, fd, ws);
+    }
+    int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    uv_poll_start(&ws->poll, events, on_poll);
+    return 0;
+}
+
+static void on_curl_timer_fire(uv_timer_t *t)
+{
+    wh_sender_t *s = t->data;
+    int running;
+    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    collect(s);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    wh_sender_t *s = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&s->curl_timer);
+    else
+        uv_timer_start(&s->curl_timer, on_curl_timer_fire, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- one delivery ---- */
+
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    wh_transfer_t *t = clientp;
+    (void)purpose;
+    if (!t->s->o->conf->webhook_allow_private && od_webhook_addr_forbidden(&addr->addr)) {
+        const void *a = addr->family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&addr->addr)->sin6_addr
+                                                 : (const void *)&((struct sockaddr_in *)&addr->addr)->sin_addr;
+        if (inet_ntop(addr->family, a, t->refused, sizeof(t->refused)) == NULL)
+            snprintf(t->refused, sizeof(t->refused), "?");
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    wh_transfer_t *t = arg;
+    size_t len = size * n, room = SNIPPET_MAX - t->snippet_len;
+    size_t take = len < room ? len : room;
+    for (size_t i = 0; i < take; i++) /* printable ASCII only, for a log line */
+        t->snippet[t->snippet_len++] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : ' ';
+    t->snippet[t->snippet_len] = '\0';
+    return len;
+}
+
+static void transfer_free(wh_transfer_t *t)
+{
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        t->s->running = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    curl_multi_remove_handle(t->s->multi, t->easy);
+    curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    free(t->payload);
+    free(t);
+}
+
+static int start(wh_sender_t *s, json_t *d)
+{
+    const char *id = json_string_value(json_object_get(d, "id"));
+    const char *event_id = json_string_value(json_object_get(d, "event_id"));
+    const char *url = json_string_value(json_object_get(d, "url"));
+    const char *secret = json_string_value(json_object_get(d, "secret"));
+    const char *prev = json_string_value(json_object_get(d, "prev_secret"));
+    const char *payload = json_string_value(json_object_get(d, "payload"));
+    if (id == NULL || event_id == NULL || url == NULL || secret == NULL || payload == NULL || strlen(id) != 36)
+        return -1;
+    wh_transfer_t *t = od_calloc(1, sizeof(*t));
+    t->s = s;
+    memcpy(t->id, id, 37);
+    t->payload = od_strdup(payload);
+    size_t len = strlen(payload);
+    int64_t ts = (int64_t)time(NULL);
+    char sig[OD_WEBHOOK_SIG_SIZE], sig_prev[OD_WEBHOOK_SIG_SIZE], h[256];
+    od_buf_t sh = OD_BUF_INIT;
+    od_buf_puts(&sh, "webhook-signature: ");
+    if (od_webhook_sign(secret, event_id, ts, payload, len, sig) == 0)
+        od_buf_puts(&sh, sig);
+    if (prev != NULL && od_webhook_sign(prev, event_id, ts, payload, len, sig_prev) == 0)
+        od_buf_printf(&sh, " %s", sig_prev);
+    snprintf(h, sizeof(h), "webhook-id: %s", event_id);
+    t->headers = curl_slist_append(t->headers, h);
+    snprintf(h, sizeof(h), "webhook-timestamp: %lld", (long long)ts);
+    t->headers = curl_slist_append(t->headers, h);
+    t->headers = curl_slist_append(t->headers, sh.base);
+    t->headers = curl_slist_append(t->headers, "content-type: application/json");
+    t->headers = curl_slist_append(t->headers, "expect:"); /* no 100-continue round trip */
+    od_buf_free(&sh);
+
+    const outcome_conf_t *conf = s->o->conf;
+    CURL *e = t->easy = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through a proxy from the environment */
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf->webhook_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)OD_MIN(conf->webhook_timeout_ms, 10000));
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "outdial-webhooks/1");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->payload);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)len);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    t->started_ms = uv_now(s->o->loop);
+    if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        curl_slist_free_all(t->headers);
+        free(t->payload);
+        free(t);
+        return -1;
+    }
+    t->next = s->running;
+    if (s->running != NULL)
+        s->running->prev = t;
+    s->running = t;
+    s->inflight++;
+    od_metric_set(s->m.inflight, s->inflight);
+    return 0;
+}
+
+/* ok: 2xx; retry: no answer, 408, 429, 5xx; fail: anything else (410 disables the endpoint, in SQL). */
+static void finished(wh_sender_t *s, wh_transfer_t *t, CURLcode rc)
+{
+    long code = 0;
+    const char *result;
+    char err[512];
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (t->refused[0] != '\0') {
+        result = "fail";
+        code = 0;
+        snprintf(err, sizeof(err), "address not allowed: %s is not a public address (OUTDIAL_WEBHOOK_ALLOW_PRIVATE)",
+                 t->refused);
+        od_metric_add(s->m.refused, 1);
+    } else if (rc != CURLE_OK) {
+        result = "retry";
+        code = 0;
+        snprintf(err, sizeof(err), "%s%s%s", curl_easy_strerror(rc), t->errbuf[0] ? ": " : "", t->errbuf);
+    } else {
+        result = code >= 200 && code < 300                               ? "ok"
+                 : code == 408 || code == 429 || (code >= 500 && code < 600) ? "retry"
+                                                                           : "fail";
+        if (strcmp(result, "ok") == 0)
+            err[0] = '\0';
+        else
+            snprintf(err, sizeof(err), "HTTP %ld%s%s", code, t->snippet_len ? ": " : "", t->snippet);
+    }
+    od_metric_add(result[0] == 'o' ? s->m.ok : result[0] == 'r' ? s->m.retry : s->m.fail, 1);
+    od_metric_observe(s->m.latency, (double)(uv_now(s->o->loop) - t->started_ms) / 1000.0);
+    json_array_append_new(s->results, json_pack("{ss ss sI s?s}", "id", t->id, "result", result, "code",
+                                                (json_int_t)code, "error", err[0] ? err : NULL));
+    transfer_free(t);
+    s->inflight--;
+    od_metric_set(s->m.inflight, s->inflight);
+}
+
+static void collect(wh_sender_t *s)
+{
+    CURLMsg *msg;
+    int left, done = 0;
+    while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        wh_transfer_t *t = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        finished(s, t, msg->data.result);
+        done++;
+    }
+    if (done > 0)
+        record(s);
+}
+
+/* ---- PostgreSQL ---- */
+
+static void on_claimed(void *arg, int status, PGresult *res)
+{
+    wh_sender_t *s = arg;
+    s->claiming = 0;
+    if (status != OD_PG_OK) {
+        if (status == OD_PG_EQUERY)
+            od_warn("webhooks: claim: %s", od_pg_errmsg(res));
+        outcome__drain_check(s->o);
+        return;
+    }
+    json_t *list = json_loads(PQgetvalue(res, 0, 0), 0, NULL), *d;
+    size_t i, n = json_array_size(list);
+    json_array_foreach(list, i, d)
+    {
+        if (start(s, d) != 0)
+            od_warn("webhooks: delivery %s could not be started",
+                    json_string_value(json_object_get(d, "id")) ? json_string_value(json_object_get(d, "id")) : "?");
+    }
+    json_decref(list);
+    if (n > 0) {
+        int running;
+        curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        collect(s);
+    }
+    outcome__drain_check(s->o);
+}
+
+static void claim(wh_sender_t *s)
+{
+    int64_t room = s->o->conf->webhook_concurrency - s->inflight;
+    if (s->claiming || s->stopping || room <= 0)
+        return;
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%lld", (long long)room);
+    const char *params[4] = {s->owner, limit, s->per_endpoint, s->lease_s};
+    if (od_pg_query(s->o->pg, "webhook_claim", 4, params, on_claimed, s) == 0)
+        s->claiming = 1;
+}
+
+static void on_poll_timer(uv_timer_t *t)
+{
+    claim(t->data);
+}
+
+static void on_record_timer(uv_timer_t *t)
+{
+    record(t->data);
+}
+
+static void on_recorded(void *arg, int status, PGresult *res)
+{
+    wh_sender_t *s = arg;
+    s->recording = 0;
+    if (status != OD_PG_OK) {
+        /* kept, and tried again: the deliveries stay leased to us meanwhile */
+        od_warn("webhooks: recording %zu answers: %s", json_array_size(s->recording_set),
+                status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
+        json_array_extend(s->recording_set, s->results);
+        json_decref(s->results);
+        s->results = s->recording_set;
+        s->recording_set = NULL;
+        uv_timer_start(&s->record_timer, on_record_timer, RECORD_BACKOFF_MS, 0);
+        return;
+    }
+    json_decref(s->recording_set);
+    s->recording_set = NULL;
+    if (json_array_size(s->results) > 0)
+        record(s);
+    claim(s); /* room for more */
+    outcome__drain_check(s->o);
+}
+
+static void record(wh_sender_t *s)
+{
+    if (s->recording || json_array_size(s->results) == 0)
+        return;
+    char *r = json_dumps(s->results, JSON_COMPACT);
+    const char *params[4] = {s->owner, r, s->schedule, s->disable_after};
+    if (od_pg_query(s->o->pg, "webhook_results", 4, params, on_recorded, s) == 0) {
+        s->recording = 1;
+        s->recording_set = s->results;
+        s->results = json_array();
+    } else if (!uv_is_active((uv_handle_t *)&s->record_timer)) {
+        uv_timer_start(&s->record_timer, on_record_timer, RECORD_BACKOFF_MS, 0);
+    }
+    free(r);
+}
+
+/* ---- set-up ---- */
+
+/* "5,300,1800" → "{5,300,1800}": 0, or -1 if malformed. */
+static int parse_schedule(const char *in, char *out, size_t size)
+{
+    od_buf_t b = OD_BUF_INIT;
+    const char *p = in;
+    int n = 0;
+    od_buf_puts(&b, "{");
+    while (*p != '\0') {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 7 * 86400 || (*end != ',' && *end != '\0') || ++n > 20) {
+            od_buf_free(&b);
+            return -1;
+        }
+        od_buf_printf(&b, "%s%ld", n > 1 ? "," : "", v);
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && *p == '\0') {
+            od_buf_free(&b);
+            return -1;
+        }
+    }
+    od_buf_puts(&b, "}");
+    int rc = b.len < size ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, b.base, b.len + 1);
+    od_buf_free(&b);
+    return rc;
+}
+
+wh_sender_t *outcome__webhooks_start(outcome_t *o)
+{
+    const outcome_conf_t *conf = o->conf;
+    wh_sender_t *s = od_calloc(1, sizeof(*s));
+    s->o = o;
+    if (parse_schedule(conf->webhook_retry_schedule, s->schedule, sizeof(s->schedule)) != 0) {
+        od_error("OUTDIAL_WEBHOOK_RETRY_SCHEDULE: \"%s\" is not a comma-separated list of 1 to 20 delays in seconds "
+                 "(each from 1 to 604800)",
+                 conf->webhook_retry_schedule);
+        free(s);
+        return NULL;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        od_error("webhooks: curl_global_init failed");
+        free(s);
+        return NULL;
+    }
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    unsigned char r[4];
+    od_random_bytes(r, sizeof(r));
+    snprintf(s->owner, sizeof(s->owner), "%s-%d-%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1], r[2], r[3]);
+    snprintf(s->per_endpoint, sizeof(s->per_endpoint), "%lld", (long long)conf->webhook_per_endpoint);
+    /* a lease outlives the longest attempt, so that no copy takes a delivery still being sent */
+    snprintf(s->lease_s, sizeof(s->lease_s), "%lld", (long long)(conf->webhook_timeout_ms / 1000 + 45));
+    snprintf(s->disable_after, sizeof(s->disable_after), "%lld", (long long)conf->webhook_disable_after_s);
+    s->results = json_array();
+
+    s->m.ok = od_counter("outdial_webhook_attempts_total", "result=\"ok\"", "webhook delivery attempts by result");
+    s->m.retry = od_counter("outdial_webhook_attempts_total", "result=\"retry\"", "webhook delivery attempts by result");
+    s->m.fail = od_counter("outdial_webhook_attempts_total", "result=\"fail\"", "webhook delivery attempts by result");
+    s->m.refused = od_counter("outdial_webhook_refused_addresses_total", NULL,
+                              "webhook connections refused because the address is not public");
+    s->m.inflight = od_gauge("outdial_webhook_inflight", NULL, "webhook requests in flight from this copy");
+    s->m.latency = od_histogram("outdial_webhook_attempt_seconds", NULL, "duration of a webhook attempt",
+                                latency_buckets, (int)OD_ARRAY_SIZE(latency_buckets));
+
+    s->multi = curl_multi_init();
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+    uv_timer_init(o->loop, &s->curl_timer);
+    s->curl_timer.data = s;
+    uv_timer_init(o->loop, &s->record_timer);
+    s->record_timer.data = s;
+    uv_timer_init(o->loop, &s->poll_timer);
+    s->poll_timer.data = s;
+    uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t)conf->webhook_poll_ms, (uint64_t)conf->webhook_poll_ms);
+    od_info("webhooks: sending as %s, %lld at once (%lld per endpoint), %lld ms timeout, retries after %s s",
+            s->owner, (long long)conf->webhook_concurrency, (long long)conf->webhook_per_endpoint,
+            (long long)conf->webhook_timeout_ms, s->schedule);
+    return s;
+}
+
+void outcome__webhooks_drain(wh_sender_t *s)
+{
+    s->stopping = 1;
+    uv_timer_stop(&s->poll_timer);
+}
+
+int outcome__webhooks_busy(const wh_sender_t *s)
+{
+    return s->inflight > 0 || s->claiming || s->recording || json_array_size(s->results) > 0;
+}
+
+void outcome__webhooks_close(wh_sender_t *s)
+{
+    /* transfers still running (a drain that timed out) are dropped: their leases run out and another copy sends them */
+    while (s->running != NULL)
+        transfer_free(s->running);
+    curl_multi_cleanup(s->multi);
+    uv_close((uv_handle_t *)&s->curl_timer, NULL);
+    uv_close((uv_handle_t *)&s->poll_timer, NULL);
+    uv_close((uv_handle_t *)&s->record_timer, NULL);
+    json_decref(s->results);
+    json_decref(s->recording_set);
+    curl_global_cleanup();
+    /* the handles are closed on the next loop turn; the struct lives until the process ends */
+}
