@@ -9,6 +9,8 @@
 # from Maven Central with Maven into a cache outside the work tree:
 #   ${OUTDIAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/outdial}/kafka-<ver>/libs/*.jar
 # A marker file (.complete) is written last, so an interrupted download is redone.
+# The Python packages the system tests need beyond Debian's go to
+#   <cache>/python (pip --target), put on PYTHONPATH by test.sh.
 # Prints the Kafka home on its last line: KAFKA_HOME=<dir>
 set -euo pipefail
 
@@ -149,6 +151,19 @@ L4J
   rm -rf "$work"
   trap - EXIT
   log "kafka $KAFKA_VERSION ready ($(find "$KAFKA_HOME/libs" -name '*.jar' | wc -l) jars)"
+fi
+
+# ---------------------------------------------------------------- Python test packages
+# standardwebhooks (PyPI): the independent implementation that verifies the
+# webhook signatures in the system tests. Into the cache, not the system:
+# test.sh puts "$CACHE_DIR/python" on PYTHONPATH.
+PY_DIR="$CACHE_DIR/python"
+if PYTHONPATH="$PY_DIR" python3 -c 'import standardwebhooks' 2>/dev/null; then
+  log "standardwebhooks already in $PY_DIR"
+else
+  log "installing standardwebhooks from PyPI into $PY_DIR"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --upgrade \
+    --target "$PY_DIR" 'standardwebhooks==1.1.0' >&2 || die "pip could not install standardwebhooks"
 fi
 
 echo "KAFKA_HOME=$KAFKA_HOME"

@@ -40,6 +40,8 @@ status=0
 ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 300 || status=1
 
 export OUTDIAL_BUILD_DIR="$BUILD" OUTDIAL_TEST_INFRA_DIR="$INFRA"
+# Python packages deps.sh installed into its cache (standardwebhooks)
+export PYTHONPATH="${OUTDIAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/outdial}/python${PYTHONPATH:+:$PYTHONPATH}"
 # test files or folders among the arguments replace the default, tests/system
 targets=(tests/system)
 for a in "$@"; do

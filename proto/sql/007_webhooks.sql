@@ -318,6 +318,20 @@ BEGIN
 END
 $$;
 
+-- One round trip of a sender: records its answers (freeing their endpoints'
+-- slots), then leases what may go out now.
+CREATE OR REPLACE FUNCTION od_webhook_cycle(p_owner text, p_results jsonb, p_schedule_s integer[],
+                                            p_disable_after_s integer, p_limit integer, p_per_endpoint integer,
+                                            p_lease_s integer) RETURNS json
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF jsonb_array_length(p_results) > 0 THEN
+        PERFORM od_webhook_results(p_owner, p_results, p_schedule_s, p_disable_after_s);
+    END IF;
+    RETURN od_webhook_claim(p_owner, p_limit, p_per_endpoint, p_lease_s);
+END
+$$;
+
 -- ---------------------------------------------------------------- the API
 
 CREATE OR REPLACE FUNCTION od_webhook_json(w webhook_endpoints) RETURNS json

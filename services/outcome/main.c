@@ -25,7 +25,7 @@ static const od_conf_item_t conf_table[] = {
                 "webhook requests in flight at once to one endpoint, over every copy"),
     OD_CONF_INT(outcome_conf_t, webhook_timeout_ms, "OUTDIAL_WEBHOOK_TIMEOUT_MS", "15000", 100, 60000,
                 "a webhook request that takes longer fails (and is retried)"),
-    OD_CONF_INT(outcome_conf_t, webhook_poll_ms, "OUTDIAL_WEBHOOK_POLL_MS", "250", 10, 60000,
+    OD_CONF_INT(outcome_conf_t, webhook_poll_ms, "OUTDIAL_WEBHOOK_POLL_MS", "100", 10, 60000,
                 "how often due webhook deliveries are looked for"),
     OD_CONF_INT(outcome_conf_t, webhook_disable_after_s, "OUTDIAL_WEBHOOK_DISABLE_AFTER_S", "432000", 0, 31536000,
                 "an endpoint failing without a success for this long is disabled"),

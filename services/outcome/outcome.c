@@ -13,8 +13,8 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"reap", "SELECT od_reap($1::integer)"},
     {"batch_compact", "SELECT od_batch_compact($1::integer)"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
-    {"webhook_claim", "SELECT od_webhook_claim($1, $2::integer, $3::integer, $4::integer)::text"},
-    {"webhook_results", "SELECT od_webhook_results($1, $2::jsonb, $3::integer[], $4::integer)"},
+    {"webhook_cycle", "SELECT od_webhook_cycle($1, $2::jsonb, $3::integer[], $4::integer, $5::integer, "
+                      "$6::integer, $7::integer)::text"},
 };
 
 static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};

@@ -1,12 +1,13 @@
 /*
  * The webhook sender (docs/webhooks.md): leases due deliveries from
- * PostgreSQL (od_webhook_claim), POSTs them with libcurl's multi interface
- * driven by this service's libuv loop, and records every attempt
- * (od_webhook_results), which schedules the retries.
+ * PostgreSQL, POSTs them with libcurl's multi interface driven by this
+ * service's libuv loop, and records every attempt, which schedules the
+ * retries — the recording and the next lease in one statement
+ * (od_webhook_cycle):
  *
- *   poll timer ──► claim (room = concurrency - in flight) ──► one easy handle per delivery
- *        ▲                                                          │ done
- *        └──────────── record the answers (one statement) ◄─────────┘
+ *   poll timer ──► cycle: record answers, lease (room = concurrency - in flight) ──► one easy handle each
+ *                    ▲                                                                     │ done
+ *                    └──────────────────────── answers ◄───────────────────────────────────┘
  *
  * libcurl tells us which sockets to watch (socket callback → uv_poll) and
  * when to wake it (timer callback → uv_timer); both call
@@ -31,7 +32,7 @@
 #include "outcome.h"
 
 #define SNIPPET_MAX 200 /* bytes of a failed answer's body kept in last_error */
-#define RECORD_BACKOFF_MS 1000
+#define RETRY_MS 1000 /* after a failed cycle */
 
 typedef struct wh_sender wh_sender_t;
 
@@ -59,11 +60,12 @@ struct wh_sender {
     outcome_t *o;
     CURLM *multi;
     uv_timer_t curl_timer; /* libcurl's timeout */
-    uv_timer_t poll_timer; /* claims */
-    uv_timer_t record_timer;
+    uv_timer_t poll_timer;  /* looks for due deliveries */
+    uv_timer_t cycle_timer; /* a failed cycle again */
     wh_transfer_t *running; /* transfers running */
     int inflight;          /* their number */
-    int claiming, recording, stopping;
+    int cycling, stopping;
+    int64_t asked;         /* deliveries the cycle in flight may lease */
     json_t *results;       /* answers not yet recorded */
     json_t *recording_set; /* answers being recorded */
     char owner[96];
@@ -76,8 +78,7 @@ struct wh_sender {
 
 static const double latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15};
 
-static void claim(wh_sender_t *s);
-static void record(wh_sender_t *s);
+static void cycle(wh_sender_t *s);
 
 /* ---- libcurl on libuv ---- */
 
@@ -289,8 +290,11 @@ static void finished(wh_sender_t *s, wh_transfer_t *t, CURLcode rc)
     }
     od_metric_add(result[0] == 'o' ? s->m.ok : result[0] == 'r' ? s->m.retry : s->m.fail, 1);
     od_metric_observe(s->m.latency, (double)(uv_now(s->o->loop) - t->started_ms) / 1000.0);
-    json_array_append_new(s->results, json_pack("{ss ss sI s?s}", "id", t->id, "result", result, "code",
-                                                (json_int_t)code, "error", err[0] ? err : NULL));
+    json_t *r = json_pack("{ss ss sI ss?}", "id", t->id, "result", result, "code", (json_int_t)code, "error",
+                          err[0] ? err : NULL);
+    if (r == NULL) /* not valid UTF-8, say: recorded without the text (the lease keeps it from being lost) */
+        r = json_pack("{ss ss sI}", "id", t->id, "result", result, "code", (json_int_t)code);
+    json_array_append_new(s->results, r);
     transfer_free(t);
     s->inflight--;
     od_metric_set(s->m.inflight, s->inflight);
@@ -309,28 +313,42 @@ static void collect(wh_sender_t *s)
         done++;
     }
     if (done > 0)
-        record(s);
+        cycle(s);
 }
 
 /* ---- PostgreSQL ---- */
 
-static void on_claimed(void *arg, int status, PGresult *res)
+/*
+ * One statement per cycle (od_webhook_cycle): records the answers collected
+ * since the last one, which frees their endpoints' slots, and leases what
+ * may go out now, in one round trip. Never two at once.
+ */
+static void on_cycle_timer(uv_timer_t *t);
+
+static void on_cycled(void *arg, int status, PGresult *res)
 {
     wh_sender_t *s = arg;
-    s->claiming = 0;
+    s->cycling = 0;
     if (status != OD_PG_OK) {
-        if (status == OD_PG_EQUERY)
-            od_warn("webhooks: claim: %s", od_pg_errmsg(res));
+        /* the answers are kept and recorded later: their deliveries stay leased to us meanwhile */
+        od_warn("webhooks: recording %zu answers and leasing more: %s", json_array_size(s->recording_set),
+                status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
+        json_array_extend(s->recording_set, s->results);
+        json_decref(s->results);
+        s->results = s->recording_set;
+        s->recording_set = NULL;
+        uv_timer_start(&s->cycle_timer, on_cycle_timer, RETRY_MS, 0);
         outcome__drain_check(s->o);
         return;
     }
+    json_decref(s->recording_set);
+    s->recording_set = NULL;
     json_t *list = json_loads(PQgetvalue(res, 0, 0), 0, NULL), *d;
     size_t i, n = json_array_size(list);
     json_array_foreach(list, i, d)
     {
-        if (start(s, d) != 0)
-            od_warn("webhooks: delivery %s could not be started",
-                    json_string_value(json_object_get(d, "id")) ? json_string_value(json_object_get(d, "id")) : "?");
+        if (start(s, d) != 0) /* its lease runs out and it is sent again */
+            od_warn("webhooks: a delivery could not be started");
     }
     json_decref(list);
     if (n > 0) {
@@ -338,68 +356,34 @@ static void on_claimed(void *arg, int status, PGresult *res)
         curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         collect(s);
     }
+    /* a full lease may have left more due; answers may have come meanwhile */
+    if ((n > 0 && (int64_t)n >= s->asked) || json_array_size(s->results) > 0)
+        cycle(s);
     outcome__drain_check(s->o);
 }
 
-static void claim(wh_sender_t *s)
+static void cycle(wh_sender_t *s)
 {
-    int64_t room = s->o->conf->webhook_concurrency - s->inflight;
-    if (s->claiming || s->stopping || room <= 0)
+    int64_t room = s->stopping ? 0 : s->o->conf->webhook_concurrency - s->inflight;
+    if (s->cycling || (room <= 0 && json_array_size(s->results) == 0))
         return;
-    char limit[24];
+    char *r = json_dumps(s->results, JSON_COMPACT), limit[24];
     snprintf(limit, sizeof(limit), "%lld", (long long)room);
-    const char *params[4] = {s->owner, limit, s->per_endpoint, s->lease_s};
-    if (od_pg_query(s->o->pg, "webhook_claim", 4, params, on_claimed, s) == 0)
-        s->claiming = 1;
-}
-
-static void on_poll_timer(uv_timer_t *t)
-{
-    claim(t->data);
-}
-
-static void on_record_timer(uv_timer_t *t)
-{
-    record(t->data);
-}
-
-static void on_recorded(void *arg, int status, PGresult *res)
-{
-    wh_sender_t *s = arg;
-    s->recording = 0;
-    if (status != OD_PG_OK) {
-        /* kept, and tried again: the deliveries stay leased to us meanwhile */
-        od_warn("webhooks: recording %zu answers: %s", json_array_size(s->recording_set),
-                status == OD_PG_EQUERY ? od_pg_errmsg(res) : "postgresql unavailable");
-        json_array_extend(s->recording_set, s->results);
-        json_decref(s->results);
-        s->results = s->recording_set;
-        s->recording_set = NULL;
-        uv_timer_start(&s->record_timer, on_record_timer, RECORD_BACKOFF_MS, 0);
-        return;
-    }
-    json_decref(s->recording_set);
-    s->recording_set = NULL;
-    if (json_array_size(s->results) > 0)
-        record(s);
-    claim(s); /* room for more */
-    outcome__drain_check(s->o);
-}
-
-static void record(wh_sender_t *s)
-{
-    if (s->recording || json_array_size(s->results) == 0)
-        return;
-    char *r = json_dumps(s->results, JSON_COMPACT);
-    const char *params[4] = {s->owner, r, s->schedule, s->disable_after};
-    if (od_pg_query(s->o->pg, "webhook_results", 4, params, on_recorded, s) == 0) {
-        s->recording = 1;
+    const char *params[7] = {s->owner, r, s->schedule, s->disable_after, limit, s->per_endpoint, s->lease_s};
+    if (od_pg_query(s->o->pg, "webhook_cycle", 7, params, on_cycled, s) == 0) {
+        s->cycling = 1;
+        s->asked = room;
         s->recording_set = s->results;
         s->results = json_array();
-    } else if (!uv_is_active((uv_handle_t *)&s->record_timer)) {
-        uv_timer_start(&s->record_timer, on_record_timer, RECORD_BACKOFF_MS, 0);
+    } else if (!uv_is_active((uv_handle_t *)&s->cycle_timer)) {
+        uv_timer_start(&s->cycle_timer, on_cycle_timer, RETRY_MS, 0);
     }
     free(r);
+}
+
+static void on_cycle_timer(uv_timer_t *t)
+{
+    cycle(t->data);
 }
 
 /* ---- set-up ---- */
@@ -477,11 +461,11 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
     uv_timer_init(o->loop, &s->curl_timer);
     s->curl_timer.data = s;
-    uv_timer_init(o->loop, &s->record_timer);
-    s->record_timer.data = s;
+    uv_timer_init(o->loop, &s->cycle_timer);
+    s->cycle_timer.data = s;
     uv_timer_init(o->loop, &s->poll_timer);
     s->poll_timer.data = s;
-    uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t)conf->webhook_poll_ms, (uint64_t)conf->webhook_poll_ms);
+    uv_timer_start(&s->poll_timer, on_cycle_timer, (uint64_t)conf->webhook_poll_ms, (uint64_t)conf->webhook_poll_ms);
     od_info("webhooks: sending as %s, %lld at once (%lld per endpoint), %lld ms timeout, retries after %s s",
             s->owner, (long long)conf->webhook_concurrency, (long long)conf->webhook_per_endpoint,
             (long long)conf->webhook_timeout_ms, s->schedule);
@@ -496,7 +480,7 @@ void outcome__webhooks_drain(wh_sender_t *s)
 
 int outcome__webhooks_busy(const wh_sender_t *s)
 {
-    return s->inflight > 0 || s->claiming || s->recording || json_array_size(s->results) > 0;
+    return s->inflight > 0 || s->cycling || json_array_size(s->results) > 0;
 }
 
 void outcome__webhooks_close(wh_sender_t *s)
@@ -507,7 +491,7 @@ void outcome__webhooks_close(wh_sender_t *s)
     curl_multi_cleanup(s->multi);
     uv_close((uv_handle_t *)&s->curl_timer, NULL);
     uv_close((uv_handle_t *)&s->poll_timer, NULL);
-    uv_close((uv_handle_t *)&s->record_timer, NULL);
+    uv_close((uv_handle_t *)&s->cycle_timer, NULL);
     json_decref(s->results);
     json_decref(s->recording_set);
     curl_global_cleanup();
