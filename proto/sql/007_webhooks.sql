@@ -218,8 +218,8 @@ BEGIN
         SELECT w.*, due.at
           FROM webhook_endpoints w
           CROSS JOIN LATERAL (SELECT d.next_attempt_at AS at FROM webhook_deliveries d
-                               WHERE d.endpoint_id = w.id AND d.status = 'pending' AND d.lease_owner IS NULL
-                                 AND d.next_attempt_at <= now()
+                               -- due, or leased by a copy that did not answer in time (its lease ran out)
+                               WHERE d.endpoint_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now()
                                ORDER BY d.next_attempt_at LIMIT 1) due
          WHERE w.enabled
     ), pick AS (
