@@ -165,7 +165,7 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct 
             snprintf(t->refused, sizeof(t->refused), "?");
         return CURL_SOCKET_BAD;
     }
-    return socket(addr->family, addr->socktype, addr->protocol);
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -269,7 +269,7 @@ static void finished(wh_sender_t *s, wh_transfer_t *t, CURLcode rc)
     const char *result;
     char err[512];
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (t->refused[0] != '\0') {
+    if (rc != CURLE_OK && t->refused[0] != '\0') { /* (a name with a public address too may have connected) */
         result = "fail";
         code = 0;
         snprintf(err, sizeof(err), "address not allowed: %s is not a public address (OUTDIAL_WEBHOOK_ALLOW_PRIVATE)",
