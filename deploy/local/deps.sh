@@ -38,6 +38,7 @@ PKGS=(
   postgresql-15 postgresql-client-15 libpq-dev
   wrk kcat clang libclang-rt-14-dev
   python3-pytest python3-requests
+  chromium
 )
 
 java_ok() {
@@ -164,6 +165,22 @@ else
   log "installing standardwebhooks from PyPI into $PY_DIR"
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --upgrade \
     --target "$PY_DIR" 'standardwebhooks==1.1.0' >&2 || die "pip could not install standardwebhooks"
+fi
+
+# ---------------------------------------------------------------- browser tests
+# playwright-core (npm) drives Debian's Chromium (/usr/bin/chromium) in the
+# console's browser tests; into the cache (tests/system/test_console.py finds it).
+NODE_DIR="$CACHE_DIR/node"
+PLAYWRIGHT_VERSION=1.64.1
+if [ "$(node -p "require('$NODE_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null)" = "$PLAYWRIGHT_VERSION" ]; then
+  log "playwright-core $PLAYWRIGHT_VERSION already in $NODE_DIR"
+else
+  command -v npm >/dev/null 2>&1 || die "npm is needed for the browser tests (Node.js)"
+  log "installing playwright-core $PLAYWRIGHT_VERSION from npm into $NODE_DIR"
+  mkdir -p "$NODE_DIR"
+  [ -f "$NODE_DIR/package.json" ] || echo '{"name": "outdial-browser-tests", "private": true}' >"$NODE_DIR/package.json"
+  (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund "playwright-core@$PLAYWRIGHT_VERSION" >&2) ||
+    die "npm could not install playwright-core"
 fi
 
 echo "KAFKA_HOME=$KAFKA_HOME"

@@ -30,6 +30,7 @@ done <<<"$infra_env"
 
 export OUTDIAL_SQL_DIR="$ROOT/proto/sql"
 export OUTDIAL_OPENAPI_PATH="$ROOT/proto/openapi.yaml"
+export OUTDIAL_CONSOLE_DIR="$ROOT/services/ingress/console"
 export OUTDIAL_SIM_DIAL_LOG="${OUTDIAL_SIM_DIAL_LOG:-$DATA/dial.log}"
 export OUTDIAL_SIM_TIME_SCALE="${OUTDIAL_SIM_TIME_SCALE:-0.2}"
 # webhook receivers on this machine (127.0.0.1) are allowed here, never in production

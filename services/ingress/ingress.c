@@ -939,6 +939,7 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
         od_warn("OpenAPI document %s not found; /v1/openapi.yaml answers 404", conf->openapi_path);
     }
     od_http_route(svc->http, "GET", "/v1/openapi.yaml", on_openapi, in);
+    ingress__console_init(in);
     od_svc_set_ready(svc, on_ready, in);
     od_svc_on_drain(svc, on_drain, in);
     return in;

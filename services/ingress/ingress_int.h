@@ -157,6 +157,11 @@ void ingress__add_caller_id(ctx_t *ctx, h2o_req_t *req);
 void ingress__billing(ctx_t *ctx, h2o_req_t *req);
 void ingress__audit_log(ctx_t *ctx, h2o_req_t *req);
 
+/* ---- console.c ---- */
+
+/** Loads the console's files and routes / and /console/{}. */
+void ingress__console_init(ingress_t *in);
+
 /* ---- webhooks.c ---- */
 
 void ingress__list_webhooks(ctx_t *ctx, h2o_req_t *req);

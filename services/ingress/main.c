@@ -13,6 +13,8 @@ static const od_conf_item_t conf_table[] = {
     OD_COMMON_CONF(ingress_conf_t, 8080),
     OD_CONF_STR(ingress_conf_t, openapi_path, "OUTDIAL_OPENAPI_PATH", "proto/openapi.yaml",
                 "the OpenAPI document served at /v1/openapi.yaml"),
+    OD_CONF_STR(ingress_conf_t, console_dir, "OUTDIAL_CONSOLE_DIR", "services/ingress/console",
+                "the web console's files, served at / (read once at start)"),
     OD_CONF_INT(ingress_conf_t, auth_cache_ms, "OUTDIAL_AUTH_CACHE_MS", "2000", 0, 5000,
                 "how long a key's record is cached (bounds how fast a revocation takes effect)"),
     OD_CONF_INT(ingress_conf_t, publish_wait_ms, "OUTDIAL_PUBLISH_WAIT_MS", "3000", 0, 30000,

@@ -628,6 +628,7 @@ class System:
             "OUTDIAL_SIM_TIME_SCALE": SIM_TIME_SCALE,
             "OUTDIAL_SIM_DIAL_LOG": str(self.dial_log),
             "OUTDIAL_DIALER_LEASE_S": DIALER_LEASE_S,
+            "OUTDIAL_CONSOLE_DIR": str(REPO / "services" / "ingress" / "console"),
         })
         e.update(self.extra_env)
         e.update(over)

@@ -1,0 +1,136 @@
+/*
+ * The web console (services/ingress/console/, docs in README "The console"):
+ * static files read once at start and served from memory — `/` is
+ * index.html, `/console/<name>` the others. The console uses the public API
+ * only, with the API key the user signs in with (kept in the browser's
+ * sessionStorage, never in a URL). Strict headers: a Content-Security-Policy
+ * that allows only this origin's scripts, styles and API, no framing, no
+ * sniffing, no referrer.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ingress_int.h"
+#include "od/core.h"
+#include "od/log.h"
+
+#define CONSOLE_MAX_FILES 64
+#define CONSOLE_MAX_FILE (4u << 20)
+
+typedef struct console_file {
+    char name[64];
+    const char *ctype;
+    char *body;
+    size_t len;
+} console_file_t;
+
+static console_file_t files[CONSOLE_MAX_FILES];
+static size_t nfiles;
+
+static const char *ctype_of(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    static const struct {
+        const char *ext, *ctype;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
+        {".json", "application/json"},         {".png", "image/png"},
+        {".ico", "image/x-icon"},
+    };
+    for (size_t i = 0; dot != NULL && i < OD_ARRAY_SIZE(types); i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].ctype;
+    return NULL;
+}
+
+static int name_ok(const char *n)
+{
+    if (n[0] == '.' || strlen(n) >= sizeof(files[0].name))
+        return 0;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_'))
+            return 0;
+    return 1;
+}
+
+static void load(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (d == NULL) {
+        od_warn("console: %s not found; / answers 404", dir);
+        return;
+    }
+    while ((e = readdir(d)) != NULL && nfiles < CONSOLE_MAX_FILES) {
+        const char *ctype = ctype_of(e->d_name);
+        if (!name_ok(e->d_name) || ctype == NULL)
+            continue;
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *fp = fopen(path, "rb");
+        if (fp == NULL || fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CONSOLE_MAX_FILE) {
+            if (fp != NULL)
+                fclose(fp);
+            continue;
+        }
+        console_file_t *f = &files[nfiles];
+        f->body = od_malloc((size_t)st.st_size + 1);
+        f->len = fread(f->body, 1, (size_t)st.st_size, fp);
+        fclose(fp);
+        snprintf(f->name, sizeof(f->name), "%s", e->d_name);
+        f->ctype = ctype;
+        nfiles++;
+    }
+    closedir(d);
+    od_info("console: %zu files from %s", nfiles, dir);
+}
+
+static void send_file(h2o_req_t *req, const char *name)
+{
+    for (size_t i = 0; i < nfiles; i++) {
+        if (strcmp(files[i].name, name) != 0)
+            continue;
+        od_http_add_header(req, "content-security-policy",
+                           "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'");
+        od_http_add_header(req, "x-content-type-options", "nosniff");
+        od_http_add_header(req, "referrer-policy", "no-referrer");
+        od_http_add_header(req, "x-frame-options", "DENY");
+        od_http_add_header(req, "cache-control", "no-cache");
+        od_http_send(req, 200, files[i].ctype, files[i].body, files[i].len);
+        return;
+    }
+    od_http_problem(req, 404, "not_found", "no such file in the console", NULL);
+}
+
+static void on_index(void *arg, h2o_req_t *req, const od_http_params_t *params)
+{
+    (void)arg, (void)params;
+    send_file(req, "index.html");
+}
+
+static void on_asset(void *arg, h2o_req_t *req, const od_http_params_t *params)
+{
+    char name[64];
+    (void)arg;
+    h2o_iovec_t v = params->v[0];
+    if (v.len >= sizeof(name)) {
+        od_http_problem(req, 404, "not_found", "no such file in the console", NULL);
+        return;
+    }
+    memcpy(name, v.base, v.len);
+    name[v.len] = '\0';
+    send_file(req, name_ok(name) ? name : "");
+}
+
+void ingress__console_init(ingress_t *in)
+{
+    load(in->conf->console_dir);
+    od_http_route(in->svc->http, "GET", "/", on_index, in);
+    od_http_route(in->svc->http, "GET", "/console/{}", on_asset, in);
+}

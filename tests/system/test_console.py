@@ -1,0 +1,56 @@
+"""The web console in a real browser: tests/browser/console.test.mjs (Debian's
+Chromium headless, playwright-core from npm) against this module's system.
+Screenshots of every screen are kept in build/test-artifacts/console/.
+
+Also, without a browser: the console's files are served with strict headers,
+and the API key never appears in what the server logs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from helpers_pipeline import NO_LIMITS, phone
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = Path(os.environ.get("OUTDIAL_CACHE") or Path.home() / ".cache" / "outdial") / "node" / "node_modules"
+SHOTS = ROOT / "build" / "test-artifacts" / "console"
+
+
+def test_console_files_and_headers(system):
+    url = system.services["ingress"].url
+    r = requests.get(url + "/", timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.headers
+    assert '<script src="/console/app.js"' in r.text
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    js = requests.get(url + "/console/app.js", timeout=5)
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert "sessionStorage" in js.text and "localStorage" not in js.text
+    for bad in ("/console/..%2Fingress.c", "/console/.hidden", "/console/nope.js", "/console/main.c"):
+        assert requests.get(url + bad, timeout=5).status_code == 404, bad
+
+
+def test_console_in_a_browser(system):
+    node = shutil.which("node")
+    if not (node and Path("/usr/bin/chromium").exists() and (NODE_MODULES / "playwright-core").exists()):
+        pytest.fail("node, /usr/bin/chromium and playwright-core are needed (deploy/local/deps.sh installs them)")
+    p = system.new_project(pacing=600, scopes=("outbound:trigger", "sessions:read"), **NO_LIMITS)
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    env = dict(os.environ, OUTDIAL_URL=system.services["ingress"].url, OUTDIAL_KEY=p.key,
+               OUTDIAL_PHONE=phone(0), OUTDIAL_SHOTS=str(SHOTS),
+               OUTDIAL_PLAYWRIGHT=str(NODE_MODULES / "playwright-core" / "index.mjs"))
+    r = subprocess.run([node, "--test", "--test-reporter=spec", str(ROOT / "tests/browser/console.test.mjs")],
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, f"browser tests failed:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
+    shots = sorted(x.name for x in SHOTS.glob("*.png"))
+    assert {"calls.png", "new-call.png", "live.png", "call.png", "calls-phone.png"} <= set(shots), shots
+    # the key went to the API in a header only: no log line of ingress holds it
+    assert p.key not in system.services["ingress"].log_tail(100000)
