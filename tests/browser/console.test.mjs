@@ -4,7 +4,7 @@
 // to $OUTDIAL_SHOTS.
 //
 //   OUTDIAL_URL=http://127.0.0.1:8080 OUTDIAL_KEY=odk_... OUTDIAL_SHOTS=dir node tests/browser/console.test.mjs
-import { test, after, before } from "node:test";
+import { test, after, afterEach, before } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 // playwright-core lives in deploy/local/deps.sh's cache: its entry file is given by path
@@ -13,7 +13,9 @@ const { chromium } = await import(process.env.OUTDIAL_PLAYWRIGHT || "playwright-
 const URL_ = process.env.OUTDIAL_URL;
 const KEY = process.env.OUTDIAL_KEY;
 const SHOTS = process.env.OUTDIAL_SHOTS || "console-shots";
+const ADMIN = process.env.OUTDIAL_ADMIN_KEY; // the same project's admin key
 const PHONE = process.env.OUTDIAL_PHONE; // a number that completes in the sim
+const PHONES = (process.env.OUTDIAL_PHONES || "").split(","); // more of them, unused elsewhere
 mkdirSync(SHOTS, { recursive: true });
 let browser;
 
@@ -23,22 +25,44 @@ before(async () => {
 });
 after(async () => browser && (await browser.close()));
 
+const open = new Set(); // pages of the running test: a failure screenshots them
+
 async function page(viewport = { width: 1280, height: 800 }) {
   const ctx = await browser.newContext({ viewport, locale: "en-GB", timezoneId: "Europe/Madrid" });
   const p = await ctx.newPage();
-  p.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
+  p.errors = [];
+  p.on("pageerror", (e) => p.errors.push(e.message));
+  // (the browser logs every 4xx answer as an error; those are expected here)
+  p.on("console", (m) => m.type() === "error" && !m.text().startsWith("Failed to load resource") && p.errors.push(m.text()));
+  open.add(p);
   return p;
 }
 
-async function signIn(p, key = KEY) {
+afterEach(async (t) => {
+  let i = 0;
+  const errors = [];
+  for (const p of open) {
+    if (p.isClosed()) continue;
+    errors.push(...p.errors);
+    if (t.passed === false || p.errors.length)
+      await p.screenshot({ path: `${SHOTS}/FAILED-${t.name.slice(0, 40).replace(/\W+/g, "-")}-${i++}.png` }).catch(() => {});
+    await p.context().close();
+  }
+  open.clear();
+  // a script error in the page fails the test even when every step went through
+  assert.deepEqual(errors, [], "errors in the page");
+});
+
+async function signIn(p, key = KEY, wait = true) {
   await p.goto(URL_ + "/");
   await p.getByLabel("API key").fill(key);
   await p.getByRole("button", { name: "Sign in" }).click();
+  if (wait) await p.getByRole("heading", { name: "Calls" }).waitFor();
 }
 
 test("sign in: a wrong key is refused in place; the key stays out of the URL; sign out forgets it", async () => {
   const p = await page();
-  await signIn(p, "odk_not_a_real_key_000000000000000000000000");
+  await signIn(p, "odk_not_a_real_key_000000000000000000000000", false);
   await p.getByRole("alert").filter({ hasText: "unknown or revoked" }).waitFor();
   assert.equal(await p.evaluate(() => sessionStorage.getItem("outdial.key")), null);
   await p.screenshot({ path: `${SHOTS}/signin-error.png` });
@@ -47,6 +71,10 @@ test("sign in: a wrong key is refused in place; the key stays out of the URL; si
   assert.ok(!p.url().includes(KEY), "the key is not in the URL");
   assert.equal(await p.evaluate(() => sessionStorage.getItem("outdial.key")), KEY);
   await p.screenshot({ path: `${SHOTS}/calls.png`, fullPage: true });
+  // this key has outbound:trigger and sessions:read only: what it cannot use is not offered
+  assert.equal(await p.getByRole("link", { name: "API keys" }).isVisible(), false);
+  assert.equal(await p.getByRole("link", { name: "DNC" }).isVisible(), false);
+  assert.equal(await p.getByRole("button", { name: "New outbound call" }).isVisible(), true);
   await p.getByRole("button", { name: "Sign out" }).click();
   await p.getByRole("heading", { name: "Sign in to outdial" }).waitFor();
   assert.equal(await p.evaluate(() => sessionStorage.getItem("outdial.key")), null);
@@ -110,4 +138,83 @@ test("a call placed from the form moves through Live to completed", async () => 
   await phone.locator(`a[href="#/calls/${id}"]`).waitFor();
   await phone.screenshot({ path: `${SHOTS}/calls-phone.png`, fullPage: true });
   for (const x of [live, p, phone]) await x.context().close();
+});
+
+test("a CSV batch: preview, upload with progress, counts to completion, results downloaded", async () => {
+  const p = await page();
+  await signIn(p);
+  await p.getByRole("link", { name: "Batches" }).click();
+  await p.getByRole("button", { name: "New batch" }).click();
+  const csv = `Phone,name,"note, with comma"\r\n${PHONES[0]},Ana,"said ""hi"""\r\n${PHONES[1]},Luis,x\r\n` +
+              `${PHONES[2]},Eva,\r\nnot-a-phone,Bad,y\r\n`;
+  await p.getByLabel("Contact list (CSV)").setInputFiles({ name: "contacts.csv", mimeType: "text/csv",
+                                                           buffer: Buffer.from(csv) });
+  await p.locator("#b-preview").getByText("“Phone” is the phone column").waitFor();
+  assert.equal(await p.locator("#b-preview tbody tr").count(), 4);
+  await p.getByLabel("Pacing (calls per minute)").fill("600");
+  await p.screenshot({ path: `${SHOTS}/new-batch.png`, fullPage: true });
+  await p.getByRole("button", { name: "Upload" }).click();
+  await p.waitForURL(/#\/batches\/[0-9a-f-]{36}$/);
+  const id = p.url().split("/").pop();
+  await p.locator("h1 .badge.completed").waitFor({ timeout: 60000 });
+  const count = async (k) => Number((await p.locator(`[data-count="${k}"]`).textContent()).replace(/\D/g, ""));
+  assert.equal(await count("completed"), 3);
+  assert.equal(await count("queued") + await count("dialing") + await count("connected") + await count("failed"), 0);
+  await p.getByRole("cell", { name: "invalid_phone" }).waitFor(); // the row error
+  await p.locator("#batch-progress").getByText("3 of 3 calls finished").waitFor();
+  await p.screenshot({ path: `${SHOTS}/batch.png`, fullPage: true });
+  const [dl] = await Promise.all([p.waitForEvent("download"), p.getByRole("button", { name: "Download results CSV" }).click()]);
+  const text = await (await import("node:fs/promises")).readFile(await dl.path(), "utf8");
+  const lines = text.trim().split(/\r?\n/);
+  assert.match(lines[0], /^Phone,name,"note, with comma",call_id,status,final_state,outcome/);
+  assert.equal(lines.length, 5, text);
+  assert.ok(lines[1].startsWith(`${PHONES[0]},Ana,"said ""hi""",`) && lines[1].includes(",completed,completed,success,"), text);
+  assert.ok(lines[4].startsWith("not-a-phone,Bad,y,") && lines[4].endsWith("invalid_phone"), text);
+  assert.ok(id);
+  await p.context().close();
+});
+
+test("API keys: issue one (shown once), use it, revoke it", async () => {
+  const p = await page();
+  p.on("dialog", (d) => d.accept());
+  await signIn(p, ADMIN);
+  await p.getByRole("link", { name: "API keys" }).click();
+  await p.getByLabel("Name").fill("browser-made");
+  await p.getByRole("button", { name: "Issue key" }).click();
+  const key = await p.locator("#k-value").inputValue();
+  assert.match(key, /^odk_/);
+  await p.getByText("it will not be shown again").waitFor();
+  await p.screenshot({ path: `${SHOTS}/keys.png`, fullPage: true });
+  const use = () => fetch(`${URL_}/v1/calls`, { method: "POST", headers: { Authorization: `Bearer ${key}`,
+    "Content-Type": "application/json" }, body: JSON.stringify({ scenario: "appointment_reminder", phone: PHONES[3] }) });
+  assert.equal((await use()).status, 202);
+  await p.reload(); // the list, without the key shown
+  await p.getByRole("button", { name: "Revoke browser-made" }).click();
+  await p.locator("tr", { hasText: "browser-made" }).waitFor({ state: "detached" }); // the list shows active keys
+  let status = 0;
+  for (let i = 0; i < 50 && status !== 401; i++) { // revocation takes effect within the auth cache (2 s)
+    status = (await use()).status;
+    if (status !== 401) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(status, 401);
+  await p.context().close();
+});
+
+test("DNC: a number added in the console is refused for a call, next to the phone field", async () => {
+  const p = await page();
+  p.on("dialog", (d) => d.accept());
+  await signIn(p, ADMIN);
+  await p.getByRole("link", { name: "DNC" }).click();
+  await p.getByLabel("Add a number").fill(PHONES[4]);
+  await p.getByRole("button", { name: "Add", exact: true }).click();
+  await p.locator("#d-result").getByText("1 added").waitFor();
+  await p.getByRole("cell", { name: PHONES[4], exact: true }).waitFor();
+  await p.screenshot({ path: `${SHOTS}/dnc.png`, fullPage: true });
+  await p.getByRole("link", { name: "Calls" }).click();
+  await p.getByRole("button", { name: "New outbound call" }).click();
+  await p.getByLabel("Phone (E.164)").fill(PHONES[4]);
+  await p.getByRole("button", { name: "Call", exact: true }).click();
+  await p.locator("#phone-error").getByText("do-not-call").waitFor();
+  assert.match(p.url(), /#\/calls\/new$/);
+  await p.context().close();
 });

@@ -69,8 +69,27 @@ function badge(status) {
 
 // ------------------------------------------------------------------ sign in
 
+const SCOPES_KEY = "outdial.scopes";
+
+// What the key may do, found by asking (the API has no "who am I"): a 403
+// means the scope is missing. The POST sends an empty body: a key that may
+// trigger gets a 4xx about the body, and nothing is created.
+async function probeScopes(key) {
+  const status = (path, init = {}) => fetch(path, { ...init, headers: { Authorization: `Bearer ${key}`,
+    ...(init.body ? { "Content-Type": "application/json" } : {}) } }).then((r) => r.status, () => 0);
+  const [trigger, admin, dnc, webhooks] = await Promise.all([
+    status("/v1/calls", { method: "POST", body: "{}" }), status("/v1/api-keys"), status("/v1/dnc?limit=1"),
+    status("/v1/webhooks")]);
+  return { read: true, trigger: trigger !== 403, admin: admin !== 403, dnc: dnc !== 403, webhooks: webhooks !== 403 };
+}
+
+function can(scope) {
+  try { return Boolean(JSON.parse(sessionStorage.getItem(SCOPES_KEY) || "{}")[scope]); } catch (x) { return false; }
+}
+
 function signOut(reason) {
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(SCOPES_KEY);
   stopPage();
   location.hash = "#/signin";
   render();
@@ -93,6 +112,7 @@ function signInPage(main) {
         if (r.status === 401) throw new Error("This key is unknown or revoked.");
         if (r.status === 403) throw new Error("This key cannot read calls (it needs the sessions:read scope).");
         if (!r.ok) throw new Error(`The API answered ${r.status}; try again.`);
+        sessionStorage.setItem(SCOPES_KEY, JSON.stringify(await probeScopes(key)));
         location.hash = "#/calls";
         render();
       } catch (x) {
@@ -125,8 +145,8 @@ async function callsPage(main, params) {
   const tbody = h("tbody");
   main.append(
     h("div", { class: "head" }, h("h1", { text: "Calls" }),
-      h("button", { class: "primary", type: "button", id: "new-call",
-                    onclick: () => (location.hash = "#/calls/new"), text: "New outbound call" })),
+      can("trigger") ? h("button", { class: "primary", type: "button", id: "new-call",
+                    onclick: () => (location.hash = "#/calls/new"), text: "New outbound call" }) : null),
     h("div", { class: "toolbar" }, h("div", {}, h("label", { for: "f-status", text: "Status" }), sel)),
     h("table", { class: "responsive", "aria-label": "Calls" },
       h("thead", {}, h("tr", {}, ["Created", "Phone", "Scenario", "Status", "Final state", "Cost"].map(
@@ -367,6 +387,321 @@ function livePage(main) {
   })();
 }
 
+// ------------------------------------------------------------------ batches
+
+function parseCsvPreview(text, maxRows = 6) {
+  // enough of RFC 4180 for a preview: quotes, doubled quotes, CRLF/LF, a BOM
+  const rows = [];
+  let row = [], cell = "", q = false, i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  for (; i < text.length && rows.length < maxRows; i++) {
+    const c = text[i];
+    if (q) {
+      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; }
+      else if (c === '"') q = false;
+      else cell += c;
+    } else if (c === '"') q = true;
+    else if (c === ",") { row.push(cell); cell = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(cell); cell = "";
+      if (row.length > 1 || row[0] !== "") rows.push(row);
+      row = [];
+    } else cell += c;
+  }
+  if (rows.length < maxRows && (cell || row.length)) { row.push(cell); rows.push(row); }
+  return rows;
+}
+
+async function batchesPage(main) {
+  const tbody = h("tbody");
+  main.append(
+    h("div", { class: "head" }, h("h1", { text: "Batches" }),
+      can("trigger") ? h("button", { class: "primary", type: "button", onclick: () => (location.hash = "#/batches/new"),
+                    text: "New batch" }) : null),
+    h("table", { class: "responsive", "aria-label": "Batches" },
+      h("thead", {}, h("tr", {}, ["Created", "File", "Status", "Rows", "Completed", "Failed"].map(
+        (t) => h("th", { scope: "col", text: t })))), tbody));
+  const load = async () => {
+    const page = await api("GET", "/v1/batches?limit=50");
+    tbody.replaceChildren(...(page.data.length ? page.data.map((b) => h("tr", {},
+      h("td", { "data-label": "Created" }, h("a", { href: `#/batches/${b.id}`, text: when(b.created_at) })),
+      h("td", { "data-label": "File", text: b.file_name || "—" }),
+      h("td", { "data-label": "Status" }, badge(b.status)),
+      h("td", { "data-label": "Rows", class: "num", text: fmtNum.format(b.total_rows) }),
+      h("td", { "data-label": "Completed", class: "num", text: fmtNum.format(b.counts.completed) }),
+      h("td", { "data-label": "Failed", class: "num", text: fmtNum.format(b.counts.failed) })))
+      : [h("tr", {}, h("td", { colspan: "6", class: "empty", text: "No batches yet." }))]));
+  };
+  await load();
+  refresh = setInterval(() => load().catch(() => {}), 3000);
+}
+
+async function newBatchPage(main) {
+  const [scen, project] = await Promise.all([api("GET", "/v1/scenarios"), api("GET", "/v1/project")]);
+  const file = h("input", { type: "file", id: "b-file", accept: ".csv,text/csv", "aria-describedby": "b-file-hint" });
+  const preview = h("div", { id: "b-preview", "aria-live": "polite" });
+  const scenario = h("select", { id: "b-scenario" }, scen.data.map((x) => h("option", { value: x.idn, text: x.idn })));
+  const pacing = h("input", { id: "b-pacing", type: "number", min: "1", max: String(project.pacing_per_min),
+                              value: String(Math.min(5, project.pacing_per_min)), "aria-describedby": "b-pacing-hint" });
+  const start = h("input", { id: "b-start", type: "datetime-local", "aria-describedby": "b-start-hint" });
+  const caller = h("select", { id: "b-caller" }, (project.caller_ids || []).map((c, i) =>
+    h("option", { value: c, text: i === 0 ? `${c} (default)` : c })));
+  const progress = h("progress", { id: "b-progress", max: "100", value: "0", hidden: true, "aria-label": "Upload" });
+  const err = h("p", { class: "error", role: "alert", id: "b-error" });
+  const submit = h("button", { class: "primary", type: "submit", text: "Upload" });
+  file.addEventListener("change", async () => {
+    preview.replaceChildren();
+    const f = file.files[0];
+    if (!f) return;
+    const rows = parseCsvPreview(await f.slice(0, 64 * 1024).text());
+    if (!rows.length) { preview.append(h("p", { class: "error", text: "The file looks empty." })); return; }
+    const header = rows[0];
+    const pi = header.findIndex((x) => x.trim().toLowerCase() === "phone");
+    preview.append(
+      h("p", { class: "hint" }, pi < 0 ? h("span", { class: "error", text: "No “phone” column: the upload will be refused." })
+        : `“${header[pi]}” is the phone column; ${header.length - 1 ? header.filter((_, i) => i !== pi).join(", ") + " become metadata" : "no other column"}.`),
+      h("table", { "aria-label": "Preview of the first rows" },
+        h("thead", {}, h("tr", {}, header.map((x, i) => h("th", { scope: "col", text: i === pi ? `${x} (phone)` : x })))),
+        h("tbody", {}, rows.slice(1).map((r) => h("tr", {}, header.map((_, i) => h("td", { text: r[i] ?? "" })))))));
+  });
+  const form = h("form", { class: "card", novalidate: true, onsubmit: (e) => {
+      e.preventDefault();
+      err.textContent = "";
+      if (!file.files[0]) { err.textContent = "Choose a CSV file."; file.focus(); return; }
+      const fd = new FormData();
+      fd.append("file", file.files[0], file.files[0].name);
+      fd.append("scenario", scenario.value);
+      fd.append("pacing_per_min", pacing.value);
+      if (start.value) fd.append("start_at", new Date(start.value).toISOString());
+      if (caller.value) fd.append("caller_id", caller.value);
+      const xhr = new XMLHttpRequest(); // fetch cannot report upload progress
+      xhr.open("POST", "/v1/batches");
+      xhr.setRequestHeader("Authorization", `Bearer ${sessionStorage.getItem(KEY) || ""}`);
+      xhr.upload.onprogress = (ev) => { if (ev.lengthComputable) progress.value = Math.round((ev.loaded / ev.total) * 100); };
+      xhr.onload = () => {
+        submit.disabled = false;
+        let body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (x) { /* not JSON */ }
+        if (xhr.status === 201 || xhr.status === 200) { toast("Batch uploaded."); location.hash = `#/batches/${body.id}`; }
+        else { progress.hidden = true; err.textContent = (body && (body.detail || body.title)) || `Upload failed (${xhr.status}).`; }
+      };
+      xhr.onerror = () => { submit.disabled = false; progress.hidden = true; err.textContent = "Upload failed: network error."; };
+      progress.hidden = false;
+      progress.value = 0;
+      submit.disabled = true;
+      xhr.send(fd);
+    } },
+    h("h1", { text: "New batch" }),
+    h("label", { for: "b-file", text: "Contact list (CSV)" }), file,
+    h("p", { class: "hint", id: "b-file-hint", text: "A “phone” column (E.164); every other column becomes metadata of its row's call." }),
+    preview,
+    h("div", { class: "grid2" },
+      h("div", {}, h("label", { for: "b-scenario", text: "Scenario" }), scenario),
+      h("div", {}, h("label", { for: "b-pacing", text: "Pacing (calls per minute)" }), pacing,
+        h("p", { class: "hint", id: "b-pacing-hint", text: `At most the project's ${project.pacing_per_min} per minute.` }))),
+    h("div", { class: "grid2" },
+      h("div", {}, h("label", { for: "b-start", text: "Start (optional)" }), start,
+        h("p", { class: "hint", id: "b-start-hint", text: `Your time zone: ${Intl.DateTimeFormat().resolvedOptions().timeZone}. Empty: now.` })),
+      h("div", {}, h("label", { for: "b-caller", text: "Caller ID" }), caller)),
+    progress, err,
+    h("div", { class: "actions" }, submit,
+      h("button", { type: "button", onclick: () => (location.hash = "#/batches"), text: "Cancel" })));
+  main.append(form);
+  file.focus();
+}
+
+const FINAL_STATES = ["completed", "no_answer", "busy", "voicemail_detected", "invalid_number",
+  "caller_id_unauthorized", "provider_error", "internal_error", "canceled", "dnc_blocked"];
+
+async function downloadResults(id) {
+  const r = await fetch(`/v1/batches/${id}/results.csv`, {
+    headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` } });
+  if (!r.ok) { toast(`Download failed (${r.status}).`); return; }
+  const url = URL.createObjectURL(await r.blob());
+  const a = h("a", { href: url, download: `batch-${id}-results.csv` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+async function batchPage(main, id) {
+  const box = h("div");
+  main.append(h("p", {}, h("a", { href: "#/batches", text: "← Batches" })), box);
+  const act = async (what) => {
+    try { await api("POST", `/v1/batches/${id}/${what}`); await load(); }
+    catch (x) { toast(x.message); }
+  };
+  const pct = (x) => (x === null || x === undefined ? "—" : new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 }).format(x));
+  const load = async () => {
+    const b = await api("GET", `/v1/batches/${id}`);
+    const done = b.counts.completed + b.counts.failed + b.counts.canceled;
+    const maxFs = Math.max(1, ...FINAL_STATES.map((f) => b.final_states[f] || 0));
+    const calls = await api("GET", `/v1/calls?batch_id=${id}&limit=100`).catch(() => ({ data: [] }));
+    box.replaceChildren(
+      h("div", { class: "head" }, h("h1", {}, `${b.file_name || "Batch"} `, badge(b.status)),
+        h("div", { class: "actions", id: "batch-actions" },
+          !can("trigger") ? null : b.status === "paused" ? h("button", { type: "button", onclick: () => act("resume"), text: "Resume" })
+            : ["scheduled", "running", "validating"].includes(b.status) ? h("button", { type: "button", onclick: () => act("pause"), text: "Pause" }) : null,
+          !can("trigger") || ["completed", "canceled"].includes(b.status) ? null : h("button", { type: "button", onclick: () => {
+            if (confirm("Cancel this batch? Its calls not yet dialed end as canceled.")) act("cancel");
+          }, text: "Cancel batch" }),
+          b.status === "validating" ? null : h("button", { type: "button", class: "primary", id: "download",
+            onclick: () => downloadResults(id), text: "Download results CSV" }))),
+      h("progress", { max: String(Math.max(1, b.accepted_rows)), value: String(done), "aria-label": "Calls finished",
+                      class: "wide" }),
+      h("p", { class: "status-line", id: "batch-progress",
+               text: `${fmtNum.format(done)} of ${fmtNum.format(b.accepted_rows)} calls finished · rows: ${fmtNum.format(b.total_rows)}, rejected: ${fmtNum.format(b.rejected_rows)}` }),
+      h("div", { class: "stats", id: "batch-counts" }, ["queued", "dialing", "connected", "completed", "failed", "canceled"].map((k) =>
+        h("div", { class: "stat" }, h("span", { class: "stat-n", "data-count": k, text: fmtNum.format(b.counts[k]) }), h("span", { text: k }))),
+        h("div", { class: "stat" }, h("span", { class: "stat-n", text: pct(b.success_rate) }), h("span", { text: "success rate" })),
+        h("div", { class: "stat" }, h("span", { class: "stat-n", text: pct(b.goal_completion_rate) }), h("span", { text: "goal completion" }))),
+      h("div", { class: "grid2" },
+        h("section", { class: "card", "aria-label": "Final states" }, h("h2", { text: "Final states" }),
+          h("ul", { class: "bars" }, FINAL_STATES.map((f) => h("li", {},
+            h("span", { class: "bar-label", text: f }),
+            h("span", { class: "bar" }, h("span", { class: `bar-fill w${Math.round(((b.final_states[f] || 0) / maxFs) * 20)}` })),
+            h("span", { class: "num", text: fmtNum.format(b.final_states[f] || 0) }))))),
+        h("section", { class: "card", "aria-label": "Row errors" }, h("h2", { text: "Row errors" }),
+          b.row_errors && b.row_errors.length
+            ? h("table", { "aria-label": "Row errors" }, h("thead", {}, h("tr", {}, h("th", { text: "Row" }), h("th", { text: "Error" }))),
+                h("tbody", {}, b.row_errors.map((e) => h("tr", {}, h("td", { class: "num", text: String(e.row) }), h("td", { text: e.code })))))
+            : h("p", { class: "hint", text: "None." }))),
+      h("h2", { text: "Calls" }),
+      h("table", { class: "responsive", "aria-label": "Calls of the batch" },
+        h("thead", {}, h("tr", {}, ["Phone", "Status", "Final state", "Outcome", "Cost"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", {}, calls.data.map((c) => h("tr", {},
+          h("td", { "data-label": "Phone" }, h("a", { href: `#/calls/${c.id}`, text: c.phone })),
+          h("td", { "data-label": "Status" }, badge(c.status)),
+          h("td", { "data-label": "Final state", text: c.final_state || "—" }),
+          h("td", { "data-label": "Outcome", text: c.outcome || "—" }),
+          h("td", { "data-label": "Cost", class: "num", text: money(c.cost_micros) }))))));
+    if (["completed", "canceled"].includes(b.status)) stopPage();
+  };
+  await load();
+  refresh = setInterval(() => load().catch(() => {}), 1500);
+}
+
+// ------------------------------------------------------------------ API keys
+
+const SCOPES = ["outbound:trigger", "sessions:read", "webhooks:manage", "dnc:manage", "admin"];
+
+async function keysPage(main) {
+  const name = h("input", { id: "k-name", maxlength: "100", placeholder: "e.g. CRM integration" });
+  const boxes = SCOPES.map((sc) => h("label", { class: "check" },
+    h("input", { type: "checkbox", value: sc, checked: sc === "outbound:trigger" }), ` ${sc}`));
+  const shown = h("div", { id: "k-new", "aria-live": "polite" });
+  const tbody = h("tbody");
+  const issue = async (body) => {
+    const k = await api("POST", "/v1/api-keys", body);
+    const field = h("input", { id: "k-value", readonly: true, value: k.key, "aria-label": "The new API key" });
+    shown.replaceChildren(h("div", { class: "card warn", role: "alert" },
+      h("p", {}, h("strong", { text: "Copy this key now: it will not be shown again." })),
+      h("div", { class: "row" }, field, h("button", { type: "button", onclick: async () => {
+        field.select();
+        try { await navigator.clipboard.writeText(k.key); toast("Copied."); } catch (x) { toast("Select the key and copy it."); }
+      }, text: "Copy" }))));
+    field.focus();
+    field.select();
+    await load();
+    return k;
+  };
+  const load = async () => {
+    const page = await api("GET", "/v1/api-keys");
+    tbody.replaceChildren(...page.data.map((k) => h("tr", { "data-key": k.id },
+      h("td", { "data-label": "Name", text: k.name || "—" }),
+      h("td", { "data-label": "Prefix" }, h("code", { text: k.prefix })),
+      h("td", { "data-label": "Scopes", text: k.scopes.join(", ") }),
+      h("td", { "data-label": "Last used", text: when(k.last_used_at) }),
+      h("td", { "data-label": "Status", text: k.revoked_at ? `revoked ${when(k.revoked_at)}` : "active" }),
+      h("td", {}, k.revoked_at ? null : h("div", { class: "row" },
+        h("button", { type: "button", "aria-label": `Rotate ${k.name || k.prefix}`, text: "Rotate", onclick: async () => {
+          if (!confirm(`Issue a new key with the same scopes and revoke ${k.prefix}…?`)) return;
+          await issue({ name: k.name, scopes: k.scopes });
+          await api("DELETE", `/v1/api-keys/${k.id}`);
+          await load();
+        } }),
+        h("button", { type: "button", "aria-label": `Revoke ${k.name || k.prefix}`, text: "Revoke", onclick: async () => {
+          if (!confirm(`Revoke ${k.prefix}…? Requests with it are refused within seconds.`)) return;
+          await api("DELETE", `/v1/api-keys/${k.id}`);
+          toast("Key revoked.");
+          await load();
+        } }))))));
+  };
+  main.append(h("h1", { text: "API keys" }),
+    h("form", { class: "card", onsubmit: async (e) => {
+        e.preventDefault();
+        const scopes = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
+        if (!scopes.length) { toast("Choose at least one scope."); return; }
+        try { await issue({ name: name.value.trim(), scopes }); } catch (x) { toast(x.message); }
+      } },
+      h("h2", { text: "Issue a key" }), h("label", { for: "k-name", text: "Name" }), name,
+      h("fieldset", { class: "scopes" }, h("legend", { text: "Scopes" }), boxes),
+      h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", text: "Issue key" }))),
+    shown,
+    h("h2", { text: "Keys" }),
+    h("table", { class: "responsive", "aria-label": "API keys" },
+      h("thead", {}, h("tr", {}, ["Name", "Prefix", "Scopes", "Last used", "Status", ""].map((t) => h("th", { scope: "col", text: t })))),
+      tbody));
+  await load();
+}
+
+// ------------------------------------------------------------------ DNC
+
+async function dncPage(main) {
+  const add = h("input", { id: "d-add", type: "tel", placeholder: "+34612345678" });
+  const search = h("input", { id: "d-search", type: "search", placeholder: "+34612345678" });
+  const csv = h("input", { id: "d-csv", type: "file", accept: ".csv,text/csv" });
+  const result = h("p", { class: "status-line", role: "status", id: "d-result" });
+  const tbody = h("tbody");
+  const load = async () => {
+    const q = search.value.trim() ? `?phone=${encodeURIComponent(search.value.trim())}` : "?limit=100";
+    let page;
+    try { page = await api("GET", `/v1/dnc${q}`); }
+    catch (x) { result.textContent = x.message; return; }
+    tbody.replaceChildren(...(page.data.length ? page.data.map((d) => h("tr", {},
+      h("td", { "data-label": "Number", text: d.phone }), h("td", { "data-label": "Source", text: d.source }),
+      h("td", { "data-label": "Added", text: when(d.created_at) }),
+      h("td", {}, h("button", { type: "button", "aria-label": `Remove ${d.phone}`, text: "Remove", onclick: async () => {
+        if (!confirm(`Remove ${d.phone} from the do-not-call list? Calls to it will be placed again.`)) return;
+        await api("DELETE", `/v1/dnc/${encodeURIComponent(d.phone)}`);
+        await load();
+      } }))))
+      : [h("tr", {}, h("td", { colspan: "4", class: "empty", text: "No number." }))]));
+  };
+  const report = (r) => {
+    result.textContent = `${fmtNum.format(r.added)} added, ${fmtNum.format(r.already_listed)} already listed, ${fmtNum.format(r.invalid_count)} invalid.`;
+  };
+  main.append(h("h1", { text: "Do-not-call list" }),
+    h("div", { class: "grid2" },
+      h("form", { class: "card", onsubmit: async (e) => {
+          e.preventDefault();
+          try { report(await api("POST", "/v1/dnc", { phones: [add.value.trim()] })); add.value = ""; await load(); }
+          catch (x) { result.textContent = x.message; }
+        } },
+        h("label", { for: "d-add", text: "Add a number" }), h("div", { class: "row" }, add,
+          h("button", { class: "primary", type: "submit", text: "Add" }))),
+      h("form", { class: "card", onsubmit: async (e) => {
+          e.preventDefault();
+          const f = csv.files[0];
+          if (!f) return;
+          const r = await fetch("/v1/dnc", { method: "POST", body: f, headers: {
+            Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}`, "Content-Type": "text/csv" } });
+          const body = await r.json();
+          if (r.ok) { report(body); await load(); } else result.textContent = body.detail || `Import failed (${r.status}).`;
+        } },
+        h("label", { for: "d-csv", text: "Import a CSV" }), h("div", { class: "row" }, csv,
+          h("button", { type: "submit", text: "Import" })),
+        h("p", { class: "hint", text: "A “phone” column, or one number per line." }))),
+    result,
+    h("form", { class: "toolbar", role: "search", onsubmit: (e) => { e.preventDefault(); load(); } },
+      h("div", {}, h("label", { for: "d-search", text: "Find a number" }), search),
+      h("button", { type: "submit", text: "Search" })),
+    h("table", { class: "responsive", "aria-label": "Numbers on the list" },
+      h("thead", {}, h("tr", {}, ["Number", "Source", "Added", ""].map((t) => h("th", { scope: "col", text: t })))), tbody));
+  await load();
+}
+
 // ------------------------------------------------------------------ routing
 
 function stopPage() {
@@ -387,6 +722,7 @@ async function render() {
   const params = new URLSearchParams(query || "");
   if (!sessionStorage.getItem(KEY)) return signInPage(main);
   $("#top").hidden = false;
+  for (const li of document.querySelectorAll("#nav li[data-scope]")) li.hidden = !can(li.dataset.scope);
   const tab = path.split("/")[1];
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.tab === tab) a.setAttribute("aria-current", "page");
@@ -397,6 +733,11 @@ async function render() {
     else if (path === "/calls/new") await newCallPage(main);
     else if (path.startsWith("/calls/")) await callPage(main, path.slice(7));
     else if (path === "/live") livePage(main);
+    else if (path === "/batches") await batchesPage(main);
+    else if (path === "/batches/new") await newBatchPage(main);
+    else if (path.startsWith("/batches/")) await batchPage(main, path.slice(9));
+    else if (path === "/keys") await keysPage(main);
+    else if (path === "/dnc") await dncPage(main);
     else location.hash = "#/calls";
   } catch (x) {
     if (x.status === 401) return;
