@@ -45,12 +45,15 @@ def test_console_in_a_browser(system):
     p = system.new_project(pacing=600, scopes=("outbound:trigger", "sessions:read"), **NO_LIMITS)
     shutil.rmtree(SHOTS, ignore_errors=True)
     env = dict(os.environ, OUTDIAL_URL=system.services["ingress"].url, OUTDIAL_KEY=p.key,
-               OUTDIAL_PHONE=phone(0), OUTDIAL_SHOTS=str(SHOTS),
+               OUTDIAL_ADMIN_KEY=p.admin_key, OUTDIAL_PHONE=phone(0),
+               OUTDIAL_PHONES=",".join(phone(0) for _ in range(5)), OUTDIAL_SHOTS=str(SHOTS),
                OUTDIAL_PLAYWRIGHT=str(NODE_MODULES / "playwright-core" / "index.mjs"))
     r = subprocess.run([node, "--test", "--test-reporter=spec", str(ROOT / "tests/browser/console.test.mjs")],
                        env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, f"browser tests failed:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
     shots = sorted(x.name for x in SHOTS.glob("*.png"))
-    assert {"calls.png", "new-call.png", "live.png", "call.png", "calls-phone.png"} <= set(shots), shots
-    # the key went to the API in a header only: no log line of ingress holds it
-    assert p.key not in system.services["ingress"].log_tail(100000)
+    assert {"calls.png", "new-call.png", "live.png", "call.png", "calls-phone.png", "new-batch.png", "batch.png",
+            "keys.png", "dnc.png"} <= set(shots), shots
+    # the keys went to the API in a header only: no log line of ingress holds them
+    log = system.services["ingress"].log_tail(100000)
+    assert p.key not in log and p.admin_key not in log
