@@ -18,13 +18,11 @@
  * results.csv: streamed page by page (statement batch_results, rows already
  * CSV-encoded at upload), one page fetched ahead while h2o sends the last.
  */
-#include <ctype.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "batch_file.h"
 #include "ingress_int.h"
@@ -788,15 +786,7 @@ void ingress__batches_init(ingress_t *in)
     /* validations have their own connection: a 100,000-row import is a few seconds of one statement */
     in->pg_import = od_pg_new(in->svc->loop, "ingress-import", in->conf->common.pg_dsn, 1, import_stmts,
                               OD_ARRAY_SIZE(import_stmts));
-    char host[40] = "ingress";
-    unsigned char rnd[3];
-    gethostname(host, sizeof(host) - 1);
-    for (char *c = host; *c; c++)
-        if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-')
-            *c = '_';
-    od_random_bytes(rnd, sizeof(rnd));
-    snprintf(in->batch_owner, sizeof(in->batch_owner), "%s-%d-%02x%02x%02x", host, (int)getpid(), rnd[0], rnd[1],
-             rnd[2]);
+    od_instance_id(in->batch_owner, sizeof(in->batch_owner));
     uv_timer_init(in->svc->loop, &in->batch_claim_timer);
     in->batch_claim_timer.data = in;
     uv_timer_start(&in->batch_claim_timer, on_claim_timer, BATCH_CLAIM_MS, BATCH_CLAIM_MS);

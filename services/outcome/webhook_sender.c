@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -434,11 +433,7 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
         free(s);
         return NULL;
     }
-    char host[64] = "host";
-    gethostname(host, sizeof(host) - 1);
-    unsigned char r[4];
-    od_random_bytes(r, sizeof(r));
-    snprintf(s->owner, sizeof(s->owner), "%s-%d-%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1], r[2], r[3]);
+    od_instance_id(s->owner, sizeof(s->owner));
     snprintf(s->per_endpoint, sizeof(s->per_endpoint), "%lld", (long long)conf->webhook_per_endpoint);
     /* a lease outlives the longest attempt, so that no copy takes a delivery still being sent */
     snprintf(s->lease_s, sizeof(s->lease_s), "%lld", (long long)(conf->webhook_timeout_ms / 1000 + 45));

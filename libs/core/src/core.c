@@ -1,11 +1,13 @@
 #include "od/core.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t sz)
 {
@@ -62,6 +64,19 @@ int64_t od_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void od_instance_id(char *out, size_t size)
+{
+    char host[40] = "host";
+    unsigned char rnd[3];
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    for (char *c = host; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-')
+            *c = '_';
+    od_random_bytes(rnd, sizeof(rnd));
+    snprintf(out, size, "%s-%d-%02x%02x%02x", host, (int)getpid(), rnd[0], rnd[1], rnd[2]);
 }
 
 void od_random_bytes(void *buf, size_t len)

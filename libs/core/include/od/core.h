@@ -33,6 +33,11 @@ int64_t od_mono_ms(void);
 /** Fills `buf` with `len` cryptographically random bytes (getrandom); aborts on failure. */
 void od_random_bytes(void *buf, size_t len);
 
+/** This process among the copies of a service, for leases in PostgreSQL:
+ *  "<host>-<pid>-<6 random hex>" (host name characters other than
+ *  letters, digits, '.' and '-' become '_'), NUL-terminated within `size`. */
+void od_instance_id(char *out, size_t size);
+
 /** Writes a UUIDv7 (time-ordered, RFC 9562) as 36 chars + NUL into `out`.
  *  Ids made later sort after ids made earlier, so id order is creation order. */
 void od_uuid7(char out[37]);
