@@ -184,7 +184,12 @@ void ingress__api_call(ctx_t *ctx, const char *op, json_t *args)
 
 int ingress__path_id(ctx_t *ctx, const char *what, char id[37])
 {
-    h2o_iovec_t v = ctx->params.v[0];
+    return ingress__path_id_at(ctx, 0, what, id);
+}
+
+int ingress__path_id_at(ctx_t *ctx, int i, const char *what, char id[37])
+{
+    h2o_iovec_t v = ctx->params.v[i];
     if (od_uuid_check(v.base, v.len) != 0) {
         char detail[64];
         snprintf(detail, sizeof(detail), "no such %s in this project", what);

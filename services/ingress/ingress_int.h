@@ -120,6 +120,8 @@ void ingress__actor(const ctx_t *ctx, char *out, size_t size);
 void ingress__api_call(ctx_t *ctx, const char *op, json_t *args);
 /** The path's id (lower case) for an object named `what`: 0, or -1 after answering 404 (ctx freed). */
 int ingress__path_id(ctx_t *ctx, const char *what, char id[37]);
+/** The same for the i-th path parameter (0 = the first). */
+int ingress__path_id_at(ctx_t *ctx, int i, const char *what, char id[37]);
 
 /** Takes the Idempotency-Key header into ctx->idem: 0, or -1 after answering 400 (ctx freed). */
 int ingress__idem_header(ctx_t *ctx, h2o_req_t *req);

@@ -335,17 +335,9 @@ void ingress__retry_webhook_delivery(ctx_t *ctx, h2o_req_t *req)
     json_t *args = id_args(ctx);
     if (args == NULL)
         return;
-    h2o_iovec_t d = ctx->params.v[1];
-    if (od_uuid_check(d.base, d.len) != 0) {
-        json_decref(args);
-        ingress__reply_problem(ctx, 404, "not_found", "no such delivery of this webhook", NULL);
-        ingress__ctx_free(ctx);
-        return;
-    }
     char did[37];
-    for (size_t k = 0; k < 36; k++)
-        did[k] = (char)(d.base[k] >= 'A' && d.base[k] <= 'F' ? d.base[k] + 32 : d.base[k]);
-    did[36] = '\0';
+    if (ingress__path_id_at(ctx, 1, "delivery of this webhook", did) != 0)
+        return json_decref(args);
     json_object_set_new(args, "delivery_id", json_string(did));
     webhook_api(ctx, "retry", args);
 }
