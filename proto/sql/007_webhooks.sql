@@ -258,8 +258,9 @@ CREATE OR REPLACE FUNCTION od_webhook_results(p_owner text, p_results jsonb, p_s
                                               p_disable_after_s integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    n   integer;
-    dis record;
+    n        integer;
+    disabled jsonb;
+    dis      jsonb;
 BEGIN
     WITH r AS (
         SELECT * FROM jsonb_to_recordset(p_results) AS x(id uuid, result text, code integer, error text)
@@ -283,37 +284,41 @@ BEGIN
          WHERE d.id = r.id AND d.lease_owner = p_owner AND d.status = 'pending'
         RETURNING d.endpoint_id, r.result, r.code
     ), ep AS (
-        SELECT endpoint_id, bool_or(result = 'ok') AS ok, bool_or(result <> 'ok') AS bad, bool_or(code = 410) AS gone,
-               count(*) AS n
-          FROM upd GROUP BY endpoint_id
+        -- per endpoint: its failing_since from now on, and why it is disabled now (410, or failing too long)
+        SELECT y.id, y.n, y.failing_since,
+               CASE WHEN NOT y.enabled THEN NULL
+                    WHEN y.gone THEN 'gone'
+                    WHEN y.failing_since < now() - make_interval(secs => p_disable_after_s) THEN 'failing' END AS reason
+          FROM (SELECT w.id, w.enabled, u.n, u.gone,
+                       CASE WHEN u.ok THEN NULL ELSE coalesce(w.failing_since, now()) END AS failing_since
+                  FROM (SELECT endpoint_id, count(*) AS n, bool_or(code = 410) AS gone, bool_or(result = 'ok') AS ok
+                          FROM upd GROUP BY endpoint_id) u
+                  JOIN webhook_endpoints w ON w.id = u.endpoint_id) y
     ), upd_ep AS (
         UPDATE webhook_endpoints w SET
-            failing_since = CASE WHEN ep.ok THEN NULL ELSE coalesce(w.failing_since, now()) END
-          FROM ep WHERE w.id = ep.endpoint_id
-           AND (CASE WHEN ep.ok THEN NULL ELSE coalesce(w.failing_since, now()) END) IS DISTINCT FROM w.failing_since
+            failing_since = ep.failing_since,
+            enabled = w.enabled AND ep.reason IS NULL,
+            disabled_reason = coalesce(ep.reason, w.disabled_reason),
+            updated_at = CASE WHEN ep.reason IS NOT NULL THEN now() ELSE w.updated_at END
+          FROM ep WHERE w.id = ep.id
+           AND (ep.reason IS NOT NULL OR ep.failing_since IS DISTINCT FROM w.failing_since)
+        RETURNING w.id, w.project_id, ep.reason, w.failing_since
     )
-    SELECT coalesce(sum(ep.n), 0) INTO n FROM ep;
+    SELECT (SELECT coalesce(sum(ep.n), 0) FROM ep),
+           (SELECT jsonb_agg(to_jsonb(upd_ep)) FROM upd_ep WHERE reason IS NOT NULL)
+      INTO n, disabled;
 
-    -- disable what said 410 or has failed for too long; the audit log says so
-    FOR dis IN
-        UPDATE webhook_endpoints e SET enabled = false, updated_at = now(),
-               disabled_reason = CASE WHEN x.gone THEN 'gone' ELSE 'failing' END
-          FROM (SELECT wd.endpoint_id, bool_or(wd.last_status_code = 410) AS gone
-                  FROM webhook_deliveries wd
-                 WHERE wd.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_results) x)
-                   AND wd.last_attempt_at = now()
-                 GROUP BY wd.endpoint_id) x
-         WHERE e.id = x.endpoint_id AND e.enabled
-           AND (x.gone OR e.failing_since < now() - make_interval(secs => p_disable_after_s))
-        RETURNING e.id, e.project_id, e.disabled_reason, e.failing_since
-    LOOP
+    -- the audit log says who disabled them (the update above ran without an actor: no second entry)
+    IF disabled IS NOT NULL THEN
         PERFORM set_config('outdial.actor', '{"type": "system", "service": "outcome"}', true);
-        PERFORM od_audit(dis.project_id, 'webhook.disabled', 'webhook', dis.id::text,
-                         jsonb_build_object('enabled', jsonb_build_object('from', true, 'to', false),
-                                            'disabled_reason', dis.disabled_reason,
-                                            'failing_since', od_ts(dis.failing_since)));
+        FOR dis IN SELECT * FROM jsonb_array_elements(disabled) LOOP
+            PERFORM od_audit((dis->>'project_id')::uuid, 'webhook.disabled', 'webhook', dis->>'id',
+                             jsonb_build_object('enabled', jsonb_build_object('from', true, 'to', false),
+                                                'disabled_reason', dis->>'reason',
+                                                'failing_since', od_ts((dis->>'failing_since')::timestamptz)));
+        END LOOP;
         PERFORM set_config('outdial.actor', '', true);
-    END LOOP;
+    END IF;
     RETURN n;
 END
 $$;
