@@ -282,15 +282,23 @@ static void route_list_calls(ctx_t *ctx, h2o_req_t *req)
             return json_decref(args), ingress__bad_param(ctx, "phone", "phone must be in E.164 format");
         json_object_set_new(args, "phone", json_string(e164));
     }
-    if ((v = od_http_query(req, "since", &bad)) != NULL) {
-        int64_t us;
+    static const char *const bounds[] = {"since", "until"};
+    int64_t at[2] = {0, 0};
+    int given[2] = {0, 0};
+    for (size_t i = 0; i < 2; i++) {
+        if ((v = od_http_query(req, bounds[i], &bad)) == NULL)
+            continue;
         const char *code;
         char ts[32];
-        if (od_rfc3339_parse(v, strlen(v), &us, &code) != 0)
-            return json_decref(args), ingress__bad_param(ctx, "since", "since must be an RFC 3339 time");
-        od_rfc3339_format(us, ts);
-        json_object_set_new(args, "since", json_string(ts));
+        if (od_rfc3339_parse(v, strlen(v), &at[i], &code) != 0)
+            return json_decref(args), ingress__bad_param(ctx, bounds[i], i == 0 ? "since must be an RFC 3339 time"
+                                                                                : "until must be an RFC 3339 time");
+        od_rfc3339_format(at[i], ts);
+        json_object_set_new(args, bounds[i], json_string(ts));
+        given[i] = 1;
     }
+    if (given[0] && given[1] && at[1] < at[0])
+        return json_decref(args), ingress__bad_param(ctx, "until", "until must not be before since");
     if (bad)
         return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
     ingress__api_call(ctx, "list_calls", args);

@@ -179,9 +179,24 @@ def test_list_filter_phone_and_since(system, listed):
     assert len(items) == 4
 
 
+def test_list_filter_until(system, listed):
+    """[since, until): until excludes the call created at that instant and keeps the older ones."""
+    p, t0, calls, _ = listed
+    r = p.api.get("/v1/calls", params={"until": t0})
+    assert r.status_code == 200 and r.json()["data"] == [], r.text
+    items, _ = _all_pages(p.api, "until=" + in_seconds(3600).replace("+", "%2B"), 2)
+    assert len(items) == len(calls)
+    newest_first = sorted(items, key=lambda c: c["id"], reverse=True)
+    cut = newest_first[len(newest_first) // 2]
+    r = p.api.get("/v1/calls", params={"since": t0, "until": cut["created_at"], "limit": 200})
+    got = {c["id"] for c in r.json()["data"]}
+    assert got == {c["id"] for c in items if c["created_at"] < cut["created_at"]} and cut["id"] not in got
+    assert_problem(p.api.get("/v1/calls", params={"since": in_seconds(60), "until": t0}), 400, "invalid_parameter")
+
+
 @pytest.mark.parametrize("query", [
     "limit=0", "limit=abc", "limit=100000", "status=bogus", "final_state=bogus", "cursor=not-a-uuid",
-    "since=yesterday", "phone=abc", "batch_id=123",
+    "since=yesterday", "until=tomorrow", "phone=abc", "batch_id=123",
 ])
 def test_list_bad_parameters(system, listed, query):
     p = listed[0]
