@@ -169,18 +169,20 @@ fi
 
 # ---------------------------------------------------------------- browser tests
 # playwright-core (npm) drives Debian's Chromium (/usr/bin/chromium) in the
-# console's browser tests; into the cache (tests/system/test_console.py finds it).
+# console's browser tests, and axe-core audits each screen's accessibility;
+# both into the cache (tests/system/test_console.py finds them).
 NODE_DIR="$CACHE_DIR/node"
-PLAYWRIGHT_VERSION=1.64.1
-if [ "$(node -p "require('$NODE_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null)" = "$PLAYWRIGHT_VERSION" ]; then
-  log "playwright-core $PLAYWRIGHT_VERSION already in $NODE_DIR"
-else
+for pkg in playwright-core@1.64.1 axe-core@4.14.1; do
+  name=${pkg%@*} version=${pkg##*@}
+  if [ "$(node -p "require('$NODE_DIR/node_modules/$name/package.json').version" 2>/dev/null)" = "$version" ]; then
+    log "$name $version already in $NODE_DIR"
+    continue
+  fi
   command -v npm >/dev/null 2>&1 || die "npm is needed for the browser tests (Node.js)"
-  log "installing playwright-core $PLAYWRIGHT_VERSION from npm into $NODE_DIR"
+  log "installing $name $version from npm into $NODE_DIR"
   mkdir -p "$NODE_DIR"
   [ -f "$NODE_DIR/package.json" ] || echo '{"name": "outdial-browser-tests", "private": true}' >"$NODE_DIR/package.json"
-  (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund "playwright-core@$PLAYWRIGHT_VERSION" >&2) ||
-    die "npm could not install playwright-core"
-fi
+  (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund "$pkg" >&2) || die "npm could not install $pkg"
+done
 
 echo "KAFKA_HOME=$KAFKA_HOME"

@@ -18,6 +18,11 @@ import requests
 
 from helpers_pipeline import NO_LIMITS, phone
 
+SYSTEM_ENV = {
+    "OUTDIAL_WEBHOOK_ALLOW_PRIVATE": "1",      # the browser tests' webhook receiver is on 127.0.0.1
+    "OUTDIAL_WEBHOOK_RETRY_SCHEDULE": "600",   # a failed delivery waits: the console's Retry is what sends it
+}
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = Path(os.environ.get("OUTDIAL_CACHE") or Path.home() / ".cache" / "outdial") / "node" / "node_modules"
 SHOTS = ROOT / "build" / "test-artifacts" / "console"
@@ -40,20 +45,24 @@ def test_console_files_and_headers(system):
 
 def test_console_in_a_browser(system):
     node = shutil.which("node")
-    if not (node and Path("/usr/bin/chromium").exists() and (NODE_MODULES / "playwright-core").exists()):
-        pytest.fail("node, /usr/bin/chromium and playwright-core are needed (deploy/local/deps.sh installs them)")
+    if not (node and Path("/usr/bin/chromium").exists() and (NODE_MODULES / "playwright-core").exists()
+            and (NODE_MODULES / "axe-core").exists()):
+        pytest.fail("node, /usr/bin/chromium, playwright-core and axe-core are needed (deploy/local/deps.sh installs them)")
     p = system.new_project(pacing=600, scopes=("outbound:trigger", "sessions:read"), **NO_LIMITS)
     shutil.rmtree(SHOTS, ignore_errors=True)
     env = dict(os.environ, OUTDIAL_URL=system.services["ingress"].url, OUTDIAL_KEY=p.key,
                OUTDIAL_ADMIN_KEY=p.admin_key, OUTDIAL_PHONE=phone(0),
-               OUTDIAL_PHONES=",".join(phone(0) for _ in range(5)), OUTDIAL_SHOTS=str(SHOTS),
-               OUTDIAL_PLAYWRIGHT=str(NODE_MODULES / "playwright-core" / "index.mjs"))
-    r = subprocess.run([node, "--test", "--test-reporter=spec", str(ROOT / "tests/browser/console.test.mjs")],
-                       env=env, capture_output=True, text=True, timeout=240)
+               OUTDIAL_PHONES=",".join(phone(0) for _ in range(10)), OUTDIAL_BUSY_PHONE=phone(5),
+               OUTDIAL_SHOTS=str(SHOTS), OUTDIAL_PLAYWRIGHT=str(NODE_MODULES / "playwright-core" / "index.mjs"),
+               OUTDIAL_AXE=str(NODE_MODULES / "axe-core" / "axe.min.js"))
+    r = subprocess.run([node, "--test", "--test-concurrency=1", "--test-reporter=spec",
+                        str(ROOT / "tests/browser/console.test.mjs")],
+                       env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"browser tests failed:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
     shots = sorted(x.name for x in SHOTS.glob("*.png"))
-    assert {"calls.png", "new-call.png", "live.png", "call.png", "calls-phone.png", "new-batch.png", "batch.png",
-            "keys.png", "dnc.png"} <= set(shots), shots
+    assert {"calls.png", "calls-filtered.png", "new-call.png", "live.png", "call.png", "calls-phone.png",
+            "new-batch.png", "batch.png", "keys.png", "dnc.png", "webhooks.png", "webhook.png", "billing.png",
+            "phone-signin.png", "phone-calls.png", "phone-calls-one.png", "phone-webhooks-one.png", "phone-billing.png"} <= set(shots), shots
     # the keys went to the API in a header only: no log line of ingress holds them
     log = system.services["ingress"].log_tail(100000)
     assert p.key not in log and p.admin_key not in log

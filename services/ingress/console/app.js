@@ -29,8 +29,13 @@ function when(iso) {
   return iso ? fmtTime.format(new Date(iso)) : "—";
 }
 
+// Calls cost fractions of a cent: an amount that would show as 0.00 shows its
+// first significant digits instead (down to micro-units).
 function money(micros, currency = "USD") {
-  return new Intl.NumberFormat(undefined, { style: "currency", currency }).format((micros || 0) / 1e6);
+  const v = (micros || 0) / 1e6;
+  const small = v !== 0 && Math.abs(v) < 0.01;
+  return new Intl.NumberFormat(undefined, { style: "currency", currency,
+    ...(small ? { maximumSignificantDigits: 2 } : {}) }).format(v);
 }
 
 function toast(msg) {
@@ -67,6 +72,65 @@ function badge(status) {
   return h("span", { class: `badge ${status}`, text: status });
 }
 
+// Goes to a page: a new hash renders it through hashchange, the same one again here.
+function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+// A page's periodic refresh, for as long as its view is shown (a page whose
+// render was overtaken by a newer one never starts one).
+function every(view, ms, load) {
+  if (!view.isConnected) return;
+  clearInterval(refresh);
+  refresh = setInterval(() => (view.isConnected ? load().catch(() => {}) : clearInterval(refresh)), ms);
+}
+
+// Replaces el's children; the element that had the focus in it gets it back
+// (found again by id, label, link or text), so a page that refreshes itself
+// every second stays usable from the keyboard.
+function redraw(el, ...kids) {
+  const had = el.contains(document.activeElement) ? document.activeElement : null;
+  const key = (x) => x.id || x.getAttribute("aria-label") || x.getAttribute("href") || (x.tagName === "H1" ? "h1" : x.textContent);
+  const k = had && key(had);
+  el.replaceChildren(...kids);
+  const again = had && [...el.querySelectorAll(had.tagName)].find((x) => key(x) === k);
+  if (again) {
+    if (again.tagName === "H1") again.tabIndex = -1;
+    again.focus({ preventScroll: true });
+  }
+}
+
+// <input type="datetime-local"> speaks the user's local time; the API speaks UTC.
+function localInput(iso) {
+  const d = iso ? new Date(iso) : null;
+  if (!d || isNaN(d)) return "";
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+const utc = (local) => (local ? new Date(local).toISOString() : "");
+const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+function select(id, choices, value = "") {
+  const el = h("select", { id }, choices.map(([v, label]) => h("option", { value: v, text: label })));
+  el.value = value;
+  return el;
+}
+
+// A secret the API shows once (an API key, a webhook signing secret).
+function shownOnce(id, label, value, warning, note) {
+  const field = h("input", { id, readonly: true, value, "aria-label": label });
+  const card = h("div", { class: "card warn", role: "alert" },
+    h("p", {}, h("strong", { text: warning })),
+    h("div", { class: "row" }, field, h("button", { type: "button", onclick: async () => {
+      field.select();
+      try { await navigator.clipboard.writeText(value); toast("Copied."); } catch (x) { toast("Select it and copy it."); }
+    }, text: "Copy" })),
+    note ? h("p", { class: "hint", text: note }) : null);
+  setTimeout(() => { field.focus(); field.select(); });
+  return card;
+}
+
 // ------------------------------------------------------------------ sign in
 
 const SCOPES_KEY = "outdial.scopes";
@@ -91,8 +155,7 @@ function signOut(reason) {
   sessionStorage.removeItem(KEY);
   sessionStorage.removeItem(SCOPES_KEY);
   stopPage();
-  location.hash = "#/signin";
-  render();
+  go("#/signin");
   if (reason) toast(reason);
 }
 
@@ -113,8 +176,7 @@ function signInPage(main) {
         if (r.status === 403) throw new Error("This key cannot read calls (it needs the sessions:read scope).");
         if (!r.ok) throw new Error(`The API answered ${r.status}; try again.`);
         sessionStorage.setItem(SCOPES_KEY, JSON.stringify(await probeScopes(key)));
-        location.hash = "#/calls";
-        render();
+        go("#/calls");
       } catch (x) {
         sessionStorage.removeItem(KEY);
         err.textContent = x.message;
@@ -135,37 +197,93 @@ function signInPage(main) {
 // ------------------------------------------------------------------ calls
 
 const STATUSES = ["queued", "dialing", "connected", "completed", "failed", "canceled"];
+const FINAL_STATES = ["completed", "no_answer", "busy", "voicemail_detected", "invalid_number",
+  "caller_id_unauthorized", "provider_error", "internal_error", "canceled", "dnc_blocked"];
+const CALL_FILTERS = ["status", "final_state", "batch_id", "phone", "since", "until"];
+
+function callRow(c) {
+  return h("tr", { "data-call": c.id },
+    h("td", { "data-label": "Created" }, h("a", { href: `#/calls/${c.id}`, text: when(c.created_at) })),
+    h("td", { "data-label": "Phone", text: c.phone }),
+    h("td", { "data-label": "Scenario", text: c.scenario }),
+    h("td", { "data-label": "Status" }, badge(c.status)),
+    h("td", { "data-label": "Final state", text: c.final_state || "—" }),
+    h("td", { "data-label": "Cost", class: "num", text: money(c.cost_micros) }));
+}
 
 async function callsPage(main, params) {
-  const status = params.get("status") || "";
-  const sel = h("select", { id: "f-status", onchange: () => {
-      location.hash = "#/calls" + (sel.value ? `?status=${sel.value}` : "");
-    } }, h("option", { value: "", text: "any" }), STATUSES.map((s) => h("option", { value: s, text: s })));
-  sel.value = status;
+  const f = Object.fromEntries(CALL_FILTERS.map((k) => [k, params.get(k) || ""]));
+  const batches = await api("GET", "/v1/batches?limit=100").catch(() => ({ data: [] }));
+  const status = select("f-status", [["", "any"], ...STATUSES.map((x) => [x, x])], f.status);
+  const finalState = select("f-final", [["", "any"], ...FINAL_STATES.map((x) => [x, x])], f.final_state);
+  const batchChoices = batches.data.map((b) => [b.id, `${b.file_name || "batch"} · ${when(b.created_at)}`]);
+  if (f.batch_id && !batchChoices.some(([v]) => v === f.batch_id)) batchChoices.unshift([f.batch_id, f.batch_id]);
+  const batch = select("f-batch", [["", "any"], ...batchChoices], f.batch_id);
+  const phone = h("input", { id: "f-phone", type: "search", inputmode: "tel", value: f.phone, placeholder: "+34612345678",
+                             "aria-describedby": "f-error" });
+  const since = h("input", { id: "f-since", type: "datetime-local", value: localInput(f.since) });
+  const until = h("input", { id: "f-until", type: "datetime-local", value: localInput(f.until) });
+  const err = h("p", { class: "error", id: "f-error", role: "alert" });
+  const shown = h("p", { class: "status-line", id: "calls-shown", role: "status" });
+  const more = h("button", { type: "button", id: "calls-more", hidden: true, text: "Older calls" });
   const tbody = h("tbody");
+  const labelled = (id, label, input) => h("div", {}, h("label", { for: id, text: label }), input);
+  const filtered = CALL_FILTERS.some((k) => f[k]);
   main.append(
     h("div", { class: "head" }, h("h1", { text: "Calls" }),
       can("trigger") ? h("button", { class: "primary", type: "button", id: "new-call",
                     onclick: () => (location.hash = "#/calls/new"), text: "New outbound call" }) : null),
-    h("div", { class: "toolbar" }, h("div", {}, h("label", { for: "f-status", text: "Status" }), sel)),
+    h("form", { class: "toolbar filters", role: "search", "aria-label": "Filter calls", novalidate: true,
+                onsubmit: (e) => {
+        e.preventDefault();
+        const v = phone.value.trim().replace(/[\s().-]/g, "");
+        if (v && !E164.test(v)) {
+          err.textContent = "Phone: use E.164, + then the country code and number.";
+          phone.setAttribute("aria-invalid", "true");
+          phone.focus();
+          return;
+        }
+        const q = new URLSearchParams();
+        for (const [k, x] of [["status", status.value], ["final_state", finalState.value], ["batch_id", batch.value],
+                              ["phone", v], ["since", utc(since.value)], ["until", utc(until.value)]]) if (x) q.set(k, x);
+        const next = "#/calls" + (String(q) ? `?${q}` : "");
+        go(next);
+      } },
+      labelled("f-status", "Status", status), labelled("f-final", "Final state", finalState),
+      labelled("f-batch", "Batch", batch), labelled("f-phone", "Phone", phone),
+      labelled("f-since", "Created from", since), labelled("f-until", "Created before", until),
+      h("div", { class: "toolbar-actions" }, h("button", { type: "submit", text: "Apply" }),
+        filtered ? h("a", { href: "#/calls", class: "button-like", text: "Clear filters" }) : null)),
+    err, shown,
     h("table", { class: "responsive", "aria-label": "Calls" },
       h("thead", {}, h("tr", {}, ["Created", "Phone", "Scenario", "Status", "Final state", "Cost"].map(
-        (t) => h("th", { scope: "col", text: t })))), tbody));
+        (t) => h("th", { scope: "col", text: t })))), tbody),
+    h("div", { class: "actions" }, more));
+  const q = new URLSearchParams({ limit: "50" });
+  for (const k of CALL_FILTERS) if (f[k]) q.set(k, f[k]);
+  let rows = 0;
   const load = async () => {
-    const q = new URLSearchParams({ limit: "50" });
-    if (status) q.set("status", status);
-    const page = await api("GET", `/v1/calls?${q}`);
-    tbody.replaceChildren(...(page.data.length ? page.data.map((c) => h("tr", {},
-      h("td", { "data-label": "Created" }, h("a", { href: `#/calls/${c.id}`, text: when(c.created_at) })),
-      h("td", { "data-label": "Phone", text: c.phone }),
-      h("td", { "data-label": "Scenario", text: c.scenario }),
-      h("td", { "data-label": "Status" }, badge(c.status)),
-      h("td", { "data-label": "Final state", text: c.final_state || "—" }),
-      h("td", { "data-label": "Cost", class: "num", text: money(c.cost_micros) })))
-      : [h("tr", {}, h("td", { colspan: "6", class: "empty", text: "No calls yet." }))]));
+    let page;
+    try { page = await api("GET", `/v1/calls?${q}`); }
+    catch (x) { if (x.status === 400) { err.textContent = x.message; return; } throw x; }
+    rows = page.data.length;
+    redraw(tbody, ...(rows ? page.data.map(callRow)
+      : [h("tr", {}, h("td", { colspan: "6", class: "empty", text: filtered ? "No call matches." : "No calls yet." }))]));
+    more.hidden = !page.next_cursor;
+    more.dataset.cursor = page.next_cursor || "";
+    shown.textContent = `${fmtNum.format(rows)} call${rows === 1 ? "" : "s"} shown${page.next_cursor ? ", more below" : ""}.`;
   };
+  more.addEventListener("click", async () => {
+    stopPage(); // older pages do not refresh themselves: the list stays put while it is read
+    const page = await api("GET", `/v1/calls?${q}&cursor=${more.dataset.cursor}`);
+    tbody.append(...page.data.map(callRow));
+    rows += page.data.length;
+    more.hidden = !page.next_cursor;
+    more.dataset.cursor = page.next_cursor || "";
+    shown.textContent = `${fmtNum.format(rows)} calls shown${page.next_cursor ? ", more below" : ""}.`;
+  });
   await load();
-  refresh = setInterval(() => load().catch(() => {}), 3000);
+  every(main, 3000, load);
 }
 
 function countryHint(phone) {
@@ -285,7 +403,7 @@ async function callPage(main, id) {
   main.append(h("p", {}, h("a", { href: "#/calls", text: "← Calls" })), box);
   const load = async () => {
     const c = await api("GET", `/v1/calls/${id}`);
-    box.replaceChildren(
+    redraw(box,
       h("h1", {}, `Call to ${c.phone} `, badge(c.status)),
       h("div", { class: "grid2" },
         h("section", { class: "card", "aria-label": "Summary" },
@@ -308,7 +426,7 @@ async function callPage(main, id) {
     if (FINAL.has(c.status)) stopPage();
   };
   await load();
-  refresh = setInterval(() => load().catch(() => {}), 1500);
+  every(main, 1500, load);
 }
 
 // ------------------------------------------------------------------ live
@@ -330,7 +448,7 @@ function livePage(main) {
       h("td", { "data-label": "Status" }, badge(c.status)),
       h("td", { "data-label": "Elapsed", class: "num", text: `${fmtNum.format(Math.max(0, Math.round((now - c.since) / 1000)))} s` }),
       h("td", {}, h("a", { href: `#/calls/${c.call_id}`, text: "Open" }))));
-    tbody.replaceChildren(...(rows.length ? rows
+    redraw(tbody, ...(rows.length ? rows
       : [h("tr", {}, h("td", { colspan: "5", class: "empty", text: "No call in progress." }))]));
   };
   const onEvent = (ev) => {
@@ -433,7 +551,7 @@ async function batchesPage(main) {
       : [h("tr", {}, h("td", { colspan: "6", class: "empty", text: "No batches yet." }))]));
   };
   await load();
-  refresh = setInterval(() => load().catch(() => {}), 3000);
+  every(main, 3000, load);
 }
 
 async function newBatchPage(main) {
@@ -510,9 +628,6 @@ async function newBatchPage(main) {
   file.focus();
 }
 
-const FINAL_STATES = ["completed", "no_answer", "busy", "voicemail_detected", "invalid_number",
-  "caller_id_unauthorized", "provider_error", "internal_error", "canceled", "dnc_blocked"];
-
 async function downloadResults(id) {
   const r = await fetch(`/v1/batches/${id}/results.csv`, {
     headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` } });
@@ -538,12 +653,12 @@ async function batchPage(main, id) {
     const done = b.counts.completed + b.counts.failed + b.counts.canceled;
     const maxFs = Math.max(1, ...FINAL_STATES.map((f) => b.final_states[f] || 0));
     const calls = await api("GET", `/v1/calls?batch_id=${id}&limit=100`).catch(() => ({ data: [] }));
-    box.replaceChildren(
+    redraw(box,
       h("div", { class: "head" }, h("h1", {}, `${b.file_name || "Batch"} `, badge(b.status)),
         h("div", { class: "actions", id: "batch-actions" },
-          !can("trigger") ? null : b.status === "paused" ? h("button", { type: "button", onclick: () => act("resume"), text: "Resume" })
-            : ["scheduled", "running", "validating"].includes(b.status) ? h("button", { type: "button", onclick: () => act("pause"), text: "Pause" }) : null,
-          !can("trigger") || ["completed", "canceled"].includes(b.status) ? null : h("button", { type: "button", onclick: () => {
+          !can("trigger") ? null : b.status === "paused" ? h("button", { type: "button", id: "batch-toggle", onclick: () => act("resume"), text: "Resume" })
+            : ["scheduled", "running", "validating"].includes(b.status) ? h("button", { type: "button", id: "batch-toggle", onclick: () => act("pause"), text: "Pause" }) : null,
+          !can("trigger") || ["completed", "canceled"].includes(b.status) ? null : h("button", { type: "button", id: "batch-cancel", onclick: () => {
             if (confirm("Cancel this batch? Its calls not yet dialed end as canceled.")) act("cancel");
           }, text: "Cancel batch" }),
           b.status === "validating" ? null : h("button", { type: "button", class: "primary", id: "download",
@@ -579,12 +694,15 @@ async function batchPage(main, id) {
     if (["completed", "canceled"].includes(b.status)) stopPage();
   };
   await load();
-  refresh = setInterval(() => load().catch(() => {}), 1500);
+  every(main, 1500, load);
 }
 
 // ------------------------------------------------------------------ API keys
 
 const SCOPES = ["outbound:trigger", "sessions:read", "webhooks:manage", "dnc:manage", "admin"];
+
+// the key this tab is signed in with (a key's prefix is its first characters)
+const mine = (k) => (sessionStorage.getItem(KEY) || "").startsWith(k.prefix);
 
 async function keysPage(main) {
   const name = h("input", { id: "k-name", maxlength: "100", placeholder: "e.g. CRM integration" });
@@ -594,15 +712,8 @@ async function keysPage(main) {
   const tbody = h("tbody");
   const issue = async (body) => {
     const k = await api("POST", "/v1/api-keys", body);
-    const field = h("input", { id: "k-value", readonly: true, value: k.key, "aria-label": "The new API key" });
-    shown.replaceChildren(h("div", { class: "card warn", role: "alert" },
-      h("p", {}, h("strong", { text: "Copy this key now: it will not be shown again." })),
-      h("div", { class: "row" }, field, h("button", { type: "button", onclick: async () => {
-        field.select();
-        try { await navigator.clipboard.writeText(k.key); toast("Copied."); } catch (x) { toast("Select the key and copy it."); }
-      }, text: "Copy" }))));
-    field.focus();
-    field.select();
+    shown.replaceChildren(shownOnce("k-value", "The new API key", k.key,
+                                    "Copy this key now: it will not be shown again."));
     await load();
     return k;
   };
@@ -617,18 +728,22 @@ async function keysPage(main) {
       h("td", {}, k.revoked_at ? null : h("div", { class: "row" },
         h("button", { type: "button", "aria-label": `Rotate ${k.name || k.prefix}`, text: "Rotate", onclick: async () => {
           if (!confirm(`Issue a new key with the same scopes and revoke ${k.prefix}…?`)) return;
-          await issue({ name: k.name, scopes: k.scopes });
+          const own = mine(k);
+          const fresh = await issue({ name: k.name, scopes: k.scopes });
+          if (own) sessionStorage.setItem(KEY, fresh.key); // this tab goes on with the new key
           await api("DELETE", `/v1/api-keys/${k.id}`);
           await load();
+          toast(own ? "Rotated; this tab now uses the new key." : "Rotated: the old key is revoked.");
         } }),
         h("button", { type: "button", "aria-label": `Revoke ${k.name || k.prefix}`, text: "Revoke", onclick: async () => {
-          if (!confirm(`Revoke ${k.prefix}…? Requests with it are refused within seconds.`)) return;
+          if (!confirm(mine(k) ? `Revoke ${k.prefix}…, the key you are signed in with? You will be signed out.`
+                               : `Revoke ${k.prefix}…? Requests with it are refused within seconds.`)) return;
           await api("DELETE", `/v1/api-keys/${k.id}`);
           toast("Key revoked.");
           await load();
         } }))))));
   };
-  main.append(h("h1", { text: "API keys" }),
+  main.append(h("h1", { text: "API keys" }), connectionsNav("keys"),
     h("form", { class: "card", onsubmit: async (e) => {
         e.preventDefault();
         const scopes = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
@@ -702,6 +817,257 @@ async function dncPage(main) {
   await load();
 }
 
+// ------------------------------------------------------------------ connections
+
+// API keys and webhooks: the two ways other systems connect to the project.
+function connectionsNav(current) {
+  const tabs = [["keys", "API keys", "admin"], ["webhooks", "Webhooks", "webhooks"]].filter(([, , sc]) => can(sc));
+  return h("nav", { class: "subnav", "aria-label": "Connections" }, h("ul", {}, tabs.map(([t, label]) =>
+    h("li", {}, h("a", { href: `#/${t}`, "aria-current": t === current ? "page" : null, text: label })))));
+}
+
+const EVENT_TYPES = ["call.queued", "call.dialing", "call.connected", "call.completed", "call.failed", "call.canceled",
+  "batch.completed"];
+
+function eventBoxes(checked) {
+  return EVENT_TYPES.map((t) => h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "event", value: t, checked: checked.includes(t) }), ` ${t}`));
+}
+const boxValues = (boxes) => boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
+
+function endpointState(w) {
+  if (!w.enabled) return w.disabled_reason === "gone" ? "disabled: the receiver answered 410 Gone"
+    : w.disabled_reason === "failing" ? "disabled: failing too long" : "disabled";
+  return w.failing_since ? `failing since ${when(w.failing_since)}` : "enabled";
+}
+
+async function webhooksPage(main) {
+  const url = h("input", { id: "w-url", type: "url", required: true, placeholder: "https://example.com/outdial",
+                           "aria-describedby": "w-url-hint w-url-error" });
+  const urlErr = h("p", { class: "error", id: "w-url-error" });
+  const desc = h("input", { id: "w-desc", maxlength: "200", placeholder: "e.g. CRM sync" });
+  const boxes = eventBoxes(EVENT_TYPES);
+  const evErr = h("p", { class: "error", id: "w-events-error" });
+  const shown = h("div", { id: "w-new", "aria-live": "polite" });
+  const tbody = h("tbody");
+  const act = async (fn) => { try { await fn(); await load(); } catch (x) { if (x.status !== 401) toast(x.message); } };
+  const load = async () => {
+    const page = await api("GET", "/v1/webhooks");
+    redraw(tbody, ...(page.data.length ? page.data.map((w) => h("tr", { "data-webhook": w.id },
+      h("td", { "data-label": "URL" }, h("a", { href: `#/webhooks/${w.id}`, class: "url", text: w.url }),
+        w.description ? h("div", { class: "hint", text: w.description }) : null),
+      h("td", { "data-label": "Events", text: w.event_types.length === EVENT_TYPES.length ? "all"
+                                              : w.event_types.join(", ") }),
+      h("td", { "data-label": "State" }, h("span", { class: `badge ${w.enabled && !w.failing_since ? "completed" : "failed"}`,
+                                                    text: endpointState(w) })),
+      h("td", {}, h("div", { class: "row wrap" },
+        h("button", { type: "button", "aria-label": `${w.enabled ? "Disable" : "Enable"} ${w.url}`,
+                      text: w.enabled ? "Disable" : "Enable",
+                      onclick: () => act(() => api("PATCH", `/v1/webhooks/${w.id}`, { enabled: !w.enabled })) }),
+        h("button", { type: "button", "aria-label": `Rotate the secret of ${w.url}`, text: "Rotate secret",
+                      onclick: () => act(async () => {
+          if (!confirm("Issue a new signing secret? The old one keeps signing too for 24 hours.")) return;
+          const r = await api("POST", `/v1/webhooks/${w.id}/rotate-secret`);
+          shown.replaceChildren(shownOnce("w-secret", "The new signing secret", r.secret,
+            "Copy the new signing secret now: it will not be shown again.",
+            `Until ${when(r.previous_secret_expires_at)} each request is signed with both secrets.`));
+        }) }),
+        h("button", { type: "button", "aria-label": `Delete ${w.url}`, text: "Delete", onclick: () => act(async () => {
+          if (!confirm(`Delete the endpoint ${w.url}? Its pending deliveries are dropped.`)) return;
+          await api("DELETE", `/v1/webhooks/${w.id}`);
+          toast("Endpoint deleted.");
+        }) })))))
+      : [h("tr", {}, h("td", { colspan: "4", class: "empty", text: "No endpoint yet." }))]));
+  };
+  main.append(h("h1", { text: "Webhooks" }), connectionsNav("webhooks"),
+    h("form", { class: "card", novalidate: true, onsubmit: async (e) => {
+        e.preventDefault();
+        urlErr.textContent = evErr.textContent = "";
+        url.removeAttribute("aria-invalid");
+        const event_types = boxValues(boxes);
+        if (!url.value.trim()) { urlErr.textContent = "Enter the URL outdial sends events to."; url.focus(); return; }
+        if (!event_types.length) { evErr.textContent = "Choose at least one event."; boxes[0].firstChild.focus(); return; }
+        try {
+          const w = await api("POST", "/v1/webhooks", { url: url.value.trim(), description: desc.value.trim(), event_types });
+          shown.replaceChildren(shownOnce("w-secret", "The endpoint's signing secret", w.secret,
+            "Copy the signing secret now: it will not be shown again.",
+            "Your server checks each request's webhook-signature with it (Standard Webhooks)."));
+          url.value = desc.value = "";
+          await load();
+        } catch (x) {
+          const fe = (x.problem.errors || [])[0];
+          if (fe && fe.field === "event_types") { evErr.textContent = fe.message || x.message; return; }
+          urlErr.textContent = (fe && fe.message) || x.message;
+          url.setAttribute("aria-invalid", "true");
+          url.focus();
+        }
+      } },
+      h("h2", { text: "Add an endpoint" }),
+      h("label", { for: "w-url", text: "URL" }), url,
+      h("p", { class: "hint", id: "w-url-hint", text: "https:// on a public address. outdial signs every request." }), urlErr,
+      h("label", { for: "w-desc", text: "Description (optional)" }), desc,
+      h("fieldset", { class: "scopes", "aria-describedby": "w-events-error" }, h("legend", { text: "Events" }), boxes),
+      evErr,
+      h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", text: "Add endpoint" }))),
+    shown,
+    h("h2", { text: "Endpoints" }),
+    h("table", { class: "responsive", "aria-label": "Webhook endpoints" },
+      h("thead", {}, h("tr", {}, ["URL", "Events", "State", ""].map((t) => h("th", { scope: "col", text: t })))), tbody));
+  await load();
+  every(main, 5000, load);
+}
+
+// a delivery's status, in the colours of the call statuses
+const DELIVERY_BADGE = { pending: "dialing", succeeded: "completed", failed: "failed" };
+
+async function webhookPage(main, id) {
+  const head = h("div");
+  const facts = h("div");
+  const status = select("wd-status", [["", "any"], ["pending", "pending"], ["succeeded", "succeeded"], ["failed", "failed"]]);
+  const tbody = h("tbody");
+  const more = h("button", { type: "button", id: "wd-more", hidden: true, text: "Older deliveries" });
+  let w = await api("GET", `/v1/webhooks/${id}`);
+  const boxes = eventBoxes(w.event_types);
+  const desc = h("input", { id: "we-desc", maxlength: "200", value: w.description || "" });
+  const editErr = h("p", { class: "error", role: "alert" });
+  const drawHead = () => {
+    redraw(head, h("h1", {}, h("span", { class: "url", text: w.url }), " ",
+      h("span", { class: `badge ${w.enabled && !w.failing_since ? "completed" : "failed"}`, text: endpointState(w) })));
+    redraw(facts, h("dl", { class: "facts" }, ...[["Created", when(w.created_at)], ["Updated", when(w.updated_at)],
+      ["Failing since", when(w.failing_since)], ["Endpoint id", w.id]]
+      .flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])));
+  };
+  const row = (d) => h("tr", { "data-delivery": d.id },
+    h("td", { "data-label": "Created", text: when(d.created_at) }),
+    h("td", { "data-label": "Event" }, h("code", { text: d.event_type })),
+    h("td", { "data-label": "Status" }, h("span", { class: `badge ${DELIVERY_BADGE[d.status]}`, text: d.status })),
+    h("td", { "data-label": "Attempts", class: "num", text: fmtNum.format(d.attempts) }),
+    h("td", { "data-label": "Last answer", text: d.last_error || (d.last_status_code ? `HTTP ${d.last_status_code}` : "—") }),
+    h("td", { "data-label": "Last attempt", text: when(d.last_attempt_at) }),
+    h("td", { "data-label": "Next attempt", text: d.status === "pending" ? when(d.next_attempt_at) : "—" }),
+    h("td", {}, h("button", { type: "button", "aria-label": `Send ${d.event_type} of ${when(d.created_at)} again`,
+                              text: "Retry", onclick: async () => {
+      try { await api("POST", `/v1/webhooks/${id}/deliveries/${d.id}/retry`); toast("Sent again now."); await load(); }
+      catch (x) { if (x.status !== 401) toast(x.status === 409 ? "It is being sent right now; try again in a moment." : x.message); }
+    } })));
+  const query = () => `/v1/webhooks/${id}/deliveries?limit=50${status.value ? `&status=${status.value}` : ""}`;
+  const load = async () => {
+    w = await api("GET", `/v1/webhooks/${id}`);
+    drawHead();
+    const page = await api("GET", query());
+    redraw(tbody, ...(page.data.length ? page.data.map(row)
+      : [h("tr", {}, h("td", { colspan: "8", class: "empty", text: "No delivery." }))]));
+    more.hidden = !page.next_cursor;
+    more.dataset.cursor = page.next_cursor || "";
+  };
+  status.addEventListener("change", () => load().catch((x) => toast(x.message)));
+  more.addEventListener("click", async () => {
+    stopPage();
+    const page = await api("GET", `${query()}&cursor=${more.dataset.cursor}`);
+    tbody.append(...page.data.map(row));
+    more.hidden = !page.next_cursor;
+    more.dataset.cursor = page.next_cursor || "";
+  });
+  main.append(h("p", {}, h("a", { href: "#/webhooks", text: "← Webhooks" })), head,
+    h("div", { class: "grid2" },
+      h("section", { class: "card", "aria-label": "Endpoint" }, facts),
+      h("form", { class: "card", "aria-label": "Edit the endpoint", onsubmit: async (e) => {
+          e.preventDefault();
+          editErr.textContent = "";
+          const event_types = boxValues(boxes);
+          if (!event_types.length) { editErr.textContent = "Choose at least one event."; return; }
+          try { w = await api("PATCH", `/v1/webhooks/${id}`, { description: desc.value.trim(), event_types }); drawHead(); toast("Saved."); }
+          catch (x) { editErr.textContent = x.message; }
+        } },
+        h("label", { for: "we-desc", text: "Description" }), desc,
+        h("fieldset", { class: "scopes" }, h("legend", { text: "Events" }), boxes), editErr,
+        h("div", { class: "actions" }, h("button", { type: "submit", text: "Save" })))),
+    h("div", { class: "head" }, h("h2", { text: "Deliveries" }),
+      h("div", { class: "inline" }, h("label", { for: "wd-status", text: "Status" }), status)),
+    h("table", { class: "responsive", "aria-label": "Deliveries" },
+      h("thead", {}, h("tr", {}, ["Created", "Event", "Status", "Attempts", "Last answer", "Last attempt", "Next attempt", ""]
+        .map((t) => h("th", { scope: "col", text: t })))), tbody),
+    h("div", { class: "actions" }, more));
+  await load();
+  every(main, 3000, load);
+}
+
+// ------------------------------------------------------------------ billing
+
+const dateInput = (d) => localInput(d.toISOString()).slice(0, 10);
+
+function duration(s) {
+  const m = Math.floor(s / 60);
+  return m ? `${fmtNum.format(m)} min ${fmtNum.format(s % 60)} s` : `${fmtNum.format(s)} s`;
+}
+
+async function billingPage(main, params) {
+  const now = new Date();
+  const from = h("input", { id: "bl-from", type: "date",
+                            value: params.get("from") ?? dateInput(new Date(now.getFullYear(), now.getMonth(), 1)) });
+  const to = h("input", { id: "bl-to", type: "date", value: params.get("to") ?? "" });
+  const err = h("p", { class: "error", role: "alert" });
+  const box = h("div", { id: "billing" });
+  main.append(h("h1", { text: "Billing" }),
+    h("form", { class: "toolbar", "aria-label": "Period", onsubmit: (e) => {
+        e.preventDefault();
+        if (from.value && to.value && to.value < from.value) { err.textContent = "The last day is before the first."; to.focus(); return; }
+        const next = `#/billing?${new URLSearchParams({ from: from.value, to: to.value })}`;
+        go(next);
+      } },
+      h("div", {}, h("label", { for: "bl-from", text: "From (first day)" }), from),
+      h("div", {}, h("label", { for: "bl-to", text: "To (last day)" }), to),
+      h("div", { class: "toolbar-actions" }, h("button", { type: "submit", text: "Show" }))),
+    err, box);
+  // days are the user's days: from its first midnight to the midnight after the last one
+  const q = new URLSearchParams();
+  if (from.value) q.set("from", new Date(`${from.value}T00:00`).toISOString());
+  if (to.value) { const end = new Date(`${to.value}T00:00`); end.setDate(end.getDate() + 1); q.set("to", end.toISOString()); }
+  const [b, project] = await Promise.all([api("GET", `/v1/billing?${q}`), api("GET", "/v1/project")]);
+  const cur = b.currency || "USD";
+  const most = Math.max(1, ...FINAL_STATES.map((f) => (b.final_states[f] || {}).calls || 0));
+  const period = `${from.value ? when(q.get("from")) : "the beginning"} – ${to.value ? when(q.get("to")) : "now"}`;
+  box.append(...[
+    h("div", { class: "stats" },
+      h("div", { class: "stat" }, h("span", { class: "stat-n", id: "wallet-balance", text: money(b.wallet.balance_micros, b.wallet.currency || cur) }),
+        h("span", { text: "wallet balance" })),
+      h("div", { class: "stat" }, h("span", { class: "stat-n", id: "total-cost", text: money(b.totals.cost_micros, cur) }), h("span", { text: "cost of the period" })),
+      h("div", { class: "stat" }, h("span", { class: "stat-n", id: "total-calls", text: fmtNum.format(b.totals.calls) }), h("span", { text: "calls ended" })),
+      h("div", { class: "stat" }, h("span", { class: "stat-n", text: duration(b.totals.billed_s) }), h("span", { text: "billed time" })),
+      h("div", { class: "stat" }, h("span", { class: "stat-n", text: money(project.price_per_min_micros, cur) }), h("span", { text: "per minute, per started second" }))),
+    b.wallet.balance_micros <= 0 ? h("p", { class: "card warn", role: "alert",
+      text: "The wallet is empty: new calls are refused (402) and queued calls are held until it is topped up." }) : null,
+    h("h2", { text: "Per final state" }),
+    h("p", { class: "hint", text: `Calls that ended from ${period}.` }),
+    h("table", { class: "responsive", "aria-label": "Calls, billed time and cost per final state" },
+      h("thead", {}, h("tr", {}, ["Final state", "Calls", "Share", "Billed time", "Cost"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, FINAL_STATES.map((f) => {
+        const l = b.final_states[f] || { calls: 0, billed_s: 0, cost_micros: 0 };
+        return h("tr", { "data-state": f, class: l.calls ? null : "zero" },
+          h("th", { scope: "row", "data-label": "Final state", text: f }),
+          h("td", { "data-label": "Calls", class: "num", text: fmtNum.format(l.calls) }),
+          h("td", { "data-label": "Share", class: "share", "aria-hidden": "true" },
+            h("span", { class: "bar" }, h("span", { class: `bar-fill w${Math.round((l.calls / most) * 20)}` }))),
+          h("td", { "data-label": "Billed time", class: "num", text: duration(l.billed_s) }),
+          h("td", { "data-label": "Cost", class: "num", text: money(l.cost_micros, cur) }));
+      })),
+      h("tfoot", {}, h("tr", { "data-state": "total" }, h("th", { scope: "row", "data-label": "Final state", text: "Total" }),
+        h("td", { "data-label": "Calls", class: "num", text: fmtNum.format(b.totals.calls) }), h("td", { class: "share", "aria-hidden": "true" }),
+        h("td", { "data-label": "Billed time", class: "num", text: duration(b.totals.billed_s) }),
+        h("td", { "data-label": "Cost", class: "num", text: money(b.totals.cost_micros, cur) })))),
+    h("h2", { text: "Wallet movements" }),
+    h("p", { class: "hint", text: `Debits ${money(b.ledger.debits_micros, cur)}, top-ups ${money(b.ledger.topups_micros, cur)}` +
+      (b.ledger.entries_total > b.ledger.entries.length ? `; the newest ${fmtNum.format(b.ledger.entries.length)} of ${fmtNum.format(b.ledger.entries_total)} shown.` : ".") }),
+    h("table", { class: "responsive", "aria-label": "Wallet movements" },
+      h("thead", {}, h("tr", {}, ["When", "Amount", "Reason", "Call"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, b.ledger.entries.length ? b.ledger.entries.map((e) => h("tr", {},
+        h("td", { "data-label": "When", text: when(e.at) }),
+        h("td", { "data-label": "Amount", class: `num ${e.amount_micros < 0 ? "debit" : "credit"}`, text: money(e.amount_micros, cur) }),
+        h("td", { "data-label": "Reason", text: e.reason }),
+        h("td", { "data-label": "Call" }, e.call_id ? h("a", { href: `#/calls/${e.call_id}`, text: "Open" }) : "—")))
+        : h("tr", {}, h("td", { colspan: "4", class: "empty", text: "No movement in this period." }))))].filter(Boolean));
+}
+
 // ------------------------------------------------------------------ routing
 
 function stopPage() {
@@ -716,14 +1082,17 @@ function stopPage() {
 
 async function render() {
   stopPage();
-  const main = $("#main");
-  main.replaceChildren();
+  // each render draws into a view of its own: one overtaken by a newer render
+  // (a second hashchange while it waited for the API) draws into nothing
+  const main = h("div", { class: "view" });
+  $("#main").replaceChildren(main);
   const [path, query] = (location.hash.slice(1) || "/calls").split("?");
   const params = new URLSearchParams(query || "");
   if (!sessionStorage.getItem(KEY)) return signInPage(main);
   $("#top").hidden = false;
-  for (const li of document.querySelectorAll("#nav li[data-scope]")) li.hidden = !can(li.dataset.scope);
-  const tab = path.split("/")[1];
+  for (const li of document.querySelectorAll("#nav li[data-scope]")) li.hidden = !li.dataset.scope.split(" ").some(can);
+  const tab = { keys: "connections", webhooks: "connections" }[path.split("/")[1]] || path.split("/")[1];
+  $("#nav-connections").href = can("admin") ? "#/keys" : "#/webhooks";
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.tab === tab) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -737,12 +1106,22 @@ async function render() {
     else if (path === "/batches/new") await newBatchPage(main);
     else if (path.startsWith("/batches/")) await batchPage(main, path.slice(9));
     else if (path === "/keys") await keysPage(main);
+    else if (path === "/webhooks") await webhooksPage(main);
+    else if (path.startsWith("/webhooks/")) await webhookPage(main, path.slice(10));
+    else if (path === "/billing") await billingPage(main, params);
     else if (path === "/dnc") await dncPage(main);
     else location.hash = "#/calls";
   } catch (x) {
     if (x.status === 401) return;
     main.append(h("p", { class: "error", role: "alert",
       text: x.status === 403 ? "Your API key's scopes do not allow this page." : `Could not load: ${x.message}` }));
+  }
+  // a new page: its title names it, and a screen reader starts reading at its heading
+  const h1 = $("h1", main);
+  document.title = `${h1 ? h1.textContent.trim() : "outdial"} · outdial console`;
+  if (h1 && !main.contains(document.activeElement)) {
+    h1.tabIndex = -1;
+    h1.focus({ preventScroll: true });
   }
 }
 
