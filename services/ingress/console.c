@@ -6,12 +6,19 @@
  * sessionStorage, never in a URL). Strict headers: a Content-Security-Policy
  * that allows only this origin's scripts, styles and API, no framing, no
  * sniffing, no referrer.
+ *
+ * Each file is gzipped once at start (sent to clients that accept gzip) and
+ * has an ETag (a hash of its content): browsers revalidate on every load
+ * (`no-cache`) and get a 304 without a body while the file is unchanged.
  */
+#define _GNU_SOURCE /* memmem */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "ingress_int.h"
 #include "od/core.h"
@@ -25,6 +32,9 @@ typedef struct console_file {
     const char *ctype;
     char *body;
     size_t len;
+    char *gz; /* body gzipped, when that is smaller; else NULL */
+    size_t gz_len;
+    char etag[20]; /* "<16 hex digits>", quotes included */
 } console_file_t;
 
 static console_file_t files[CONSOLE_MAX_FILES];
@@ -57,6 +67,57 @@ static int name_ok(const char *n)
     return 1;
 }
 
+static void prepare(console_file_t *f)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < f->len; i++)
+        h = (h ^ (unsigned char)f->body[i]) * 0x100000001b3ull;
+    snprintf(f->etag, sizeof(f->etag), "\"%016llx\"", (unsigned long long)h);
+
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16 /* gzip */, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return;
+    uLong cap = deflateBound(&z, (uLong)f->len);
+    char *out = od_malloc(cap);
+    z.next_in = (Bytef *)f->body;
+    z.avail_in = (uInt)f->len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out < f->len) {
+        f->gz = out;
+        f->gz_len = z.total_out;
+    } else {
+        free(out);
+    }
+    deflateEnd(&z);
+}
+
+/* Whether an Accept-Encoding value accepts gzip: a "gzip" (or "*") element
+ * whose q is not 0. */
+static int accepts_gzip(h2o_iovec_t v)
+{
+    const char *p = v.base, *end = v.base + v.len;
+    while (p != NULL && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma != NULL ? comma : end;
+        while (p < stop && (*p == ' ' || *p == '\t'))
+            p++;
+        size_t n = 0;
+        while (p + n < stop && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
+            n++;
+        if ((n == 4 && strncasecmp(p, "gzip", 4) == 0) || (n == 1 && *p == '*')) {
+            const char *q = p + n;
+            while (q < stop && (*q == ';' || *q == ' ' || *q == '\t'))
+                q++;
+            if (!(stop - q >= 3 && strncasecmp(q, "q=0", 3) == 0 && strspn(q + 3, ".0") == (size_t)(stop - q - 3)))
+                return 1;
+        }
+        p = comma != NULL ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
 static void load(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -84,6 +145,7 @@ static void load(const char *dir)
         fclose(fp);
         snprintf(f->name, sizeof(f->name), "%s", e->d_name);
         f->ctype = ctype;
+        prepare(f);
         nfiles++;
     }
     closedir(d);
@@ -102,6 +164,18 @@ static void send_file(h2o_req_t *req, const char *name)
         od_http_add_header(req, "referrer-policy", "no-referrer");
         od_http_add_header(req, "x-frame-options", "DENY");
         od_http_add_header(req, "cache-control", "no-cache");
+        od_http_add_header(req, "etag", files[i].etag);
+        od_http_add_header(req, "vary", "accept-encoding");
+        h2o_iovec_t inm = od_http_header(req, "if-none-match");
+        if (inm.len > 0 && memmem(inm.base, inm.len, files[i].etag, strlen(files[i].etag)) != NULL) {
+            od_http_send(req, 304, files[i].ctype, "", 0);
+            return;
+        }
+        if (files[i].gz != NULL && accepts_gzip(od_http_header(req, "accept-encoding"))) {
+            od_http_add_header(req, "content-encoding", "gzip");
+            od_http_send(req, 200, files[i].ctype, files[i].gz, files[i].gz_len);
+            return;
+        }
         od_http_send(req, 200, files[i].ctype, files[i].body, files[i].len);
         return;
     }

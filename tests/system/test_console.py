@@ -8,7 +8,9 @@ and the API key never appears in what the server logs.
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,6 +43,35 @@ def test_console_files_and_headers(system):
     assert "sessionStorage" in js.text and "localStorage" not in js.text
     for bad in ("/console/..%2Fingress.c", "/console/.hidden", "/console/nope.js", "/console/main.c"):
         assert requests.get(url + bad, timeout=5).status_code == 404, bad
+
+
+@pytest.mark.parametrize("path,name", [("/", "index.html"), ("/console/app.js", "app.js"),
+                                       ("/console/style.css", "style.css")])
+def test_console_files_gzipped_and_revalidated(system, path, name):
+    """Gzipped for a client that accepts it, as is for one that does not, the
+    same bytes as the file either way; an ETag, and 304 without a body while
+    the file is unchanged; revalidated on each load (no-cache), not no-store."""
+    url = system.services["ingress"].url + path
+    on_disk = (ROOT / "services/ingress/console" / name).read_bytes()
+    z = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True)
+    raw = z.raw.read(decode_content=False)
+    assert z.status_code == 200 and z.headers["content-encoding"] == "gzip", z.headers
+    assert int(z.headers["content-length"]) == len(raw) < len(on_disk) / 2
+    assert gzip.decompress(raw) == on_disk
+    assert z.headers["vary"].lower() == "accept-encoding" and z.headers["cache-control"] == "no-cache"
+    for ae in ("identity", "gzip;q=0, identity", "br"):
+        plain = requests.get(url, headers={"Accept-Encoding": ae}, timeout=5)
+        assert "content-encoding" not in plain.headers and plain.content == on_disk, ae
+    assert requests.get(url, headers={"Accept-Encoding": "deflate, GZIP;q=0.5"}, timeout=5,
+                        stream=True).headers.get("content-encoding") == "gzip"
+    etag = z.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{16}"', etag), etag
+    again = requests.get(url, headers={"If-None-Match": etag}, timeout=5)
+    assert again.status_code == 304 and again.content == b"", again.headers
+    assert requests.get(url, headers={"If-None-Match": f'W/"x", {etag}'}, timeout=5).status_code == 304
+    assert requests.get(url, headers={"If-None-Match": '"0000000000000000"'}, timeout=5).status_code == 200
+    # the API's answers stay no-store
+    assert requests.get(system.services["ingress"].url + "/v1/calls", timeout=5).headers["cache-control"] == "no-store"
 
 
 def test_console_in_a_browser(system):

@@ -348,7 +348,9 @@ void od_http_send(h2o_req_t *req, int status, const char *content_type, const ch
     req->res.status = status;
     req->res.reason = reason_of(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    /* API answers are never stored; a caller that says otherwise (the console's files) is kept */
+    if (h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("cache-control"), -1) < 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }

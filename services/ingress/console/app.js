@@ -31,11 +31,14 @@ function when(iso) {
 
 // Calls cost fractions of a cent: an amount that would show as 0.00 shows its
 // first significant digits instead (down to micro-units).
+const moneyFormats = new Map(); // building an Intl.NumberFormat costs more than using one
 function money(micros, currency = "USD") {
   const v = (micros || 0) / 1e6;
   const small = v !== 0 && Math.abs(v) < 0.01;
-  return new Intl.NumberFormat(undefined, { style: "currency", currency,
-    ...(small ? { maximumSignificantDigits: 2 } : {}) }).format(v);
+  const k = `${currency}${small}`;
+  if (!moneyFormats.has(k)) moneyFormats.set(k, new Intl.NumberFormat(undefined, { style: "currency", currency,
+    ...(small ? { maximumSignificantDigits: 2 } : {}) }));
+  return moneyFormats.get(k).format(v);
 }
 
 function toast(msg) {
@@ -213,12 +216,17 @@ function callRow(c) {
 
 async function callsPage(main, params) {
   const f = Object.fromEntries(CALL_FILTERS.map((k) => [k, params.get(k) || ""]));
-  const batches = await api("GET", "/v1/batches?limit=100").catch(() => ({ data: [] }));
   const status = select("f-status", [["", "any"], ...STATUSES.map((x) => [x, x])], f.status);
   const finalState = select("f-final", [["", "any"], ...FINAL_STATES.map((x) => [x, x])], f.final_state);
-  const batchChoices = batches.data.map((b) => [b.id, `${b.file_name || "batch"} · ${when(b.created_at)}`]);
-  if (f.batch_id && !batchChoices.some(([v]) => v === f.batch_id)) batchChoices.unshift([f.batch_id, f.batch_id]);
-  const batch = select("f-batch", [["", "any"], ...batchChoices], f.batch_id);
+  const batch = select("f-batch", [["", "any"], ...(f.batch_id ? [[f.batch_id, f.batch_id]] : [])], f.batch_id);
+  // the batches to choose from arrive with the list, not before it
+  const batches = api("GET", "/v1/batches?limit=100").then((page) => {
+    const chosen = batch.value;
+    batch.replaceChildren(h("option", { value: "", text: "any" }), ...page.data.map((b) =>
+      h("option", { value: b.id, text: `${b.file_name || "batch"} · ${when(b.created_at)}` })));
+    if (chosen && !page.data.some((b) => b.id === chosen)) batch.append(h("option", { value: chosen, text: chosen }));
+    batch.value = chosen;
+  }, () => {});
   const phone = h("input", { id: "f-phone", type: "search", inputmode: "tel", value: f.phone, placeholder: "+34612345678",
                              "aria-describedby": "f-error" });
   const since = h("input", { id: "f-since", type: "datetime-local", value: localInput(f.since) });
@@ -282,7 +290,7 @@ async function callsPage(main, params) {
     more.dataset.cursor = page.next_cursor || "";
     shown.textContent = `${fmtNum.format(rows)} calls shown${page.next_cursor ? ", more below" : ""}.`;
   });
-  await load();
+  await Promise.all([load(), batches]);
   every(main, 3000, load);
 }
 
