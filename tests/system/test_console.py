@@ -97,3 +97,29 @@ def test_console_in_a_browser(system):
     # the keys went to the API in a header only: no log line of ingress holds them
     log = system.services["ingress"].log_tail(100000)
     assert p.key not in log and p.admin_key not in log
+
+
+def test_console_live_reconnects_after_ingress_dies(system):
+    """The Live tab is open when the ingress is killed (-9): the tab says the
+    connection is lost, reconnects by itself once an ingress is back, and
+    shows a call placed since, live, until it ends completed."""
+    node = shutil.which("node")
+    p = system.new_project(pacing=600, scopes=("outbound:trigger", "sessions:read"), **NO_LIMITS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OUTDIAL_URL=system.services["ingress"].url, OUTDIAL_KEY=p.key, OUTDIAL_SHOTS=str(SHOTS),
+               OUTDIAL_PLAYWRIGHT=str(NODE_MODULES / "playwright-core" / "index.mjs"))
+    proc = subprocess.Popen([node, str(ROOT / "tests/browser/live_reconnect.mjs")], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == "watching", proc.stderr.read()
+        ingress = system.services["ingress"]
+        ingress.restart(hard=True)          # kill -9, then a new ingress on the same port
+        r = p.api.create_call(phone(0), metadata={"sim_ring_ms": "1500", "sim_talk_ms": "1500"})
+        assert r.status_code == 202, r.text
+        proc.stdin.write(r.json()["id"] + "\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip() == "reconnected", f"{out}\n{err}"

@@ -8,6 +8,7 @@ const FINAL = new Set(["completed", "failed", "canceled"]);
 const $ = (sel, root = document) => root.querySelector(sel);
 const fmtTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 const fmtNum = new Intl.NumberFormat(undefined);
+const fmtDay = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 let live = null; // the Live tab's stream, while it is shown
 let refresh = null; // a page's periodic refresh
 
@@ -208,7 +209,7 @@ function callRow(c) {
   return h("tr", { "data-call": c.id },
     h("td", { "data-label": "Created" }, h("a", { href: `#/calls/${c.id}`, text: when(c.created_at) })),
     h("td", { "data-label": "Phone", text: c.phone }),
-    h("td", { "data-label": "Scenario", text: c.scenario }),
+    h("td", { "data-label": "Scenario", class: "wide-only", text: c.scenario }),
     h("td", { "data-label": "Status" }, badge(c.status)),
     h("td", { "data-label": "Final state", text: c.final_state || "—" }),
     h("td", { "data-label": "Cost", class: "num", text: money(c.cost_micros) }));
@@ -241,6 +242,9 @@ async function callsPage(main, params) {
     h("div", { class: "head" }, h("h1", { text: "Calls" }),
       can("trigger") ? h("button", { class: "primary", type: "button", id: "new-call",
                     onclick: () => (location.hash = "#/calls/new"), text: "New outbound call" }) : null),
+    // on a phone the filters fold away unless one is in use
+    h("details", { class: "filters-box", open: filtered || !matchMedia("(max-width: 700px)").matches },
+      h("summary", { text: filtered ? "Filters (in use)" : "Filters" }),
     h("form", { class: "toolbar filters", role: "search", "aria-label": "Filter calls", novalidate: true,
                 onsubmit: (e) => {
         e.preventDefault();
@@ -261,7 +265,7 @@ async function callsPage(main, params) {
       labelled("f-batch", "Batch", batch), labelled("f-phone", "Phone", phone),
       labelled("f-since", "Created from", since), labelled("f-until", "Created before", until),
       h("div", { class: "toolbar-actions" }, h("button", { type: "submit", text: "Apply" }),
-        filtered ? h("a", { href: "#/calls", class: "button-like", text: "Clear filters" }) : null)),
+        filtered ? h("a", { href: "#/calls", class: "button-like", text: "Clear filters" }) : null))),
     err, shown,
     h("table", { class: "responsive", "aria-label": "Calls" },
       h("thead", {}, h("tr", {}, ["Created", "Phone", "Scenario", "Status", "Final state", "Cost"].map(
@@ -443,7 +447,7 @@ function livePage(main) {
   const state = h("p", { class: "status-line", role: "status", text: "Connecting…" });
   const tbody = h("tbody");
   main.append(h("h1", { text: "Live" }),
-    h("p", { class: "hint", text: "Calls dialing or connected right now, as they happen." }), state,
+    h("p", { class: "hint", text: "Calls dialing or connected right now." }), state,
     h("table", { class: "responsive", "aria-label": "Live calls" },
       h("thead", {}, h("tr", {}, ["Phone", "Scenario", "Status", "Elapsed", ""].map((t) =>
         h("th", { scope: "col", text: t })))), tbody));
@@ -482,6 +486,7 @@ function livePage(main) {
         if (r.status === 401) return signOut("Your API key was refused. Sign in again.");
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         state.textContent = "Live: updates as they happen.";
+        state.classList.remove("lost");
         backoff = 500;
         const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = "";
@@ -506,6 +511,7 @@ function livePage(main) {
       } catch (x) {
         if (!live || live.abort.signal.aborted) return;
         state.textContent = "Connection lost; reconnecting…";
+        state.classList.add("lost");
         await new Promise((res) => setTimeout(res, backoff));
         backoff = Math.min(backoff * 2, 10000);
       }
@@ -1034,7 +1040,8 @@ async function billingPage(main, params) {
   const [b, project] = await Promise.all([api("GET", `/v1/billing?${q}`), api("GET", "/v1/project")]);
   const cur = b.currency || "USD";
   const most = Math.max(1, ...FINAL_STATES.map((f) => (b.final_states[f] || {}).calls || 0));
-  const period = `${from.value ? when(q.get("from")) : "the beginning"} – ${to.value ? when(q.get("to")) : "now"}`;
+  const day = (v) => fmtDay.format(new Date(`${v}T00:00`));
+  const period = `${from.value ? day(from.value) : "the beginning"} to ${to.value ? `${day(to.value)} included` : "now"}`;
   box.append(...[
     h("div", { class: "stats" },
       h("div", { class: "stat" }, h("span", { class: "stat-n", id: "wallet-balance", text: money(b.wallet.balance_micros, b.wallet.currency || cur) }),
@@ -1046,7 +1053,7 @@ async function billingPage(main, params) {
     b.wallet.balance_micros <= 0 ? h("p", { class: "card warn", role: "alert",
       text: "The wallet is empty: new calls are refused (402) and queued calls are held until it is topped up." }) : null,
     h("h2", { text: "Per final state" }),
-    h("p", { class: "hint", text: `Calls that ended from ${period}.` }),
+    h("p", { class: "hint", text: `Calls that ended from ${period} (days in ${TZ}).` }),
     h("table", { class: "responsive", "aria-label": "Calls, billed time and cost per final state" },
       h("thead", {}, h("tr", {}, ["Final state", "Calls", "Share", "Billed time", "Cost"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, FINAL_STATES.map((f) => {
