@@ -34,7 +34,7 @@ fi
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libh2o-dev libuv1-dev librdkafka-dev libjansson-dev libssl-dev
-  libcurl4-openssl-dev uuid-dev libphonenumber-dev zlib1g-dev
+  libcurl4-openssl-dev uuid-dev libphonenumber-dev zlib1g-dev libosip2-dev sip-tester
   postgresql-15 postgresql-client-15 libpq-dev
   wrk kcat clang libclang-rt-14-dev
   python3-pytest python3-requests

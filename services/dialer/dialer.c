@@ -4,6 +4,7 @@
  */
 #include "dialer.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,42 @@ static char *topic(const char *prefix, const char *name)
     return b.base;
 }
 
+/* The sip provider from OUTDIAL_SIP_*: the password from the environment or its file. */
+static provider_t *dialer__sip_provider(uv_loop_t *loop, const dialer_conf_t *conf, char *err, size_t errlen)
+{
+    static char password[512];
+    char media_host[64] = "127.0.0.1";
+    long media_port = 40000;
+    const char *colon = strrchr(conf->sip_media, ':');
+    if (colon == NULL || (size_t)(colon - conf->sip_media) >= sizeof(media_host) ||
+        (media_port = strtol(colon + 1, NULL, 10)) <= 0 || media_port > 65535) {
+        snprintf(err, errlen, "OUTDIAL_SIP_MEDIA \"%s\" is not ip:port", conf->sip_media);
+        return NULL;
+    }
+    snprintf(media_host, sizeof(media_host), "%.*s", (int)(colon - conf->sip_media), conf->sip_media);
+    snprintf(password, sizeof(password), "%s", conf->sip_password);
+    if (conf->sip_password_file[0] != '\0') {
+        FILE *f = fopen(conf->sip_password_file, "r");
+        if (f == NULL || fgets(password, sizeof(password), f) == NULL) {
+            snprintf(err, errlen, "OUTDIAL_SIP_PASSWORD_FILE %s: %s", conf->sip_password_file,
+                     f == NULL ? strerror(errno) : "empty");
+            if (f != NULL)
+                fclose(f);
+            return NULL;
+        }
+        fclose(f);
+        password[strcspn(password, "\r\n")] = '\0';
+    }
+    provider_sip_conf_t sc = {
+        .trunk = conf->sip_trunk, .bind = conf->sip_bind, .contact_host = conf->sip_contact_host,
+        .username = conf->sip_username, .password = password, .realm = conf->sip_realm,
+        .media_host = media_host, .media_port = media_port, .cps = conf->sip_cps,
+        .max_concurrent = conf->sip_max_concurrent, .ring_timeout_ms = conf->sip_ring_timeout_s * 1000,
+        .max_talk_ms = conf->sip_max_talk_s * 1000, .t1_ms = conf->sip_t1_ms,
+    };
+    return provider_sip_new(loop, &sc, err, errlen);
+}
+
 dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)
 {
     char err[512];
@@ -191,8 +228,10 @@ dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)
 
     if (strcmp(conf->provider, "sim") == 0) {
         d->provider = provider_sim_new(d->loop, conf->sim_scale, conf->sim_dial_log, err, sizeof(err));
+    } else if (strcmp(conf->provider, "sip") == 0) {
+        d->provider = dialer__sip_provider(d->loop, conf, err, sizeof(err));
     } else {
-        snprintf(err, sizeof(err), "unknown provider \"%s\" (known: sim)", conf->provider);
+        snprintf(err, sizeof(err), "unknown provider \"%s\" (known: sim, sip)", conf->provider);
         d->provider = NULL;
     }
     if (d->provider == NULL) {

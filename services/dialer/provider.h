@@ -115,4 +115,26 @@ void provider_sim_plan(const char *phone, const json_t *metadata, double scale, 
  */
 provider_t *provider_sim_new(uv_loop_t *loop, double time_scale, const char *dial_log, char *errstr, size_t errlen);
 
+/* ---- sip (provider_sip.c, docs/sip.md) ---- */
+
+/** The trunk and the SIP user agent's settings (OUTDIAL_SIP_*). */
+typedef struct provider_sip_conf {
+    const char *trunk;        /**< the trunk's "ip:port" (5060 when no port) */
+    const char *bind;         /**< local "ip:port" of the UDP socket (port 0: any) */
+    const char *contact_host; /**< the address put in Via and Contact ("": the bind address, 127.0.0.1 for 0.0.0.0) */
+    const char *username;     /**< digest credentials ("": none) */
+    const char *password;
+    const char *realm;        /**< "": the challenge's */
+    const char *media_host;   /**< the conversation engine's media address, offered in the SDP */
+    int64_t media_port;
+    double cps;               /**< INVITEs per second toward the trunk */
+    int64_t max_concurrent;   /**< calls at once on the trunk (queued beyond) */
+    int64_t ring_timeout_ms;  /**< INVITE sent → CANCEL when not answered */
+    int64_t max_talk_ms;      /**< answered → BYE (0: no limit) */
+    int64_t t1_ms;            /**< RFC 3261 T1 (Timer A starts at T1, Timers B and F are 64 × T1) */
+} provider_sip_conf_t;
+
+/** Creates the sip provider on `loop`; NULL with `errstr` filled when the settings are wrong or the socket fails. */
+provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, char *errstr, size_t errlen);
+
 #endif

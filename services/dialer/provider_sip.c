@@ -1,0 +1,1096 @@
+/*
+ * The `sip` provider (DESIGN §4, docs/sip.md): a SIP user agent client toward
+ * one trunk, over UDP, on the dialer's loop. libosip2 parses and prints the
+ * messages and runs the INVITE and non-INVITE client transactions (ICT,
+ * NICT: retransmissions, Timers A/B/D/E/F/K); the socket, the timers that
+ * drive osip's, the dialogs, the ACK of a 2xx, digest authentication, CANCEL
+ * and the trunk's limits are ours. No thread.
+ *
+ * One call:
+ *
+ *   dial() ──► QUEUED ──(the trunk's calls-per-second and concurrency allow)──► INVITING
+ *   INVITING ──1xx──► (ringing() on 180/183) ──2xx──► ACK, answered() ──► UP
+ *   INVITING ──401/407──► INVITE again with credentials (once)
+ *   INVITING ──3xx-6xx / Timer B / transport error──► ended(mapped state)
+ *   INVITING ──ring timeout or hangup()──► CANCELING ──487──► ended(no_answer)
+ *   UP ──BYE from the callee──► 200, ended(completed)
+ *   UP ──talk limit or hangup()──► BYE ──(200 or Timer F)──► ended(completed)
+ *
+ * Responses that arrive after their transaction is gone (a 2xx retransmitted
+ * because our ACK was lost, a forked 2xx from a second callee) are matched to
+ * their call by Call-ID: the first is ACKed again, the second ACKed and sent
+ * a BYE. Requests for calls we do not know get 481.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <osip2/osip.h>
+#include <osipparser2/osip_parser.h>
+
+#include "od/core.h"
+#include "od/log.h"
+#include "provider.h"
+
+#define SIP_MAX_DATAGRAM 65535
+
+typedef enum sip_phase {
+    PH_QUEUED,    /* waiting for the trunk's limits (sip->queue) */
+    PH_INVITING,  /* INVITE sent, no final answer yet */
+    PH_CANCELING, /* CANCEL sent: waiting for the INVITE's final answer (487) */
+    PH_UP,        /* 2xx ACKed: the conversation */
+    PH_BYE,       /* our BYE sent: waiting for its answer */
+    PH_DONE,      /* ended() reported; freed when its transactions are gone */
+} sip_phase_t;
+
+typedef struct provider_sip provider_sip_t;
+
+struct provider_call {
+    provider_sip_t *sip;
+    struct provider_call *prev, *next; /* sip->calls (or sip->queue while QUEUED) */
+    const provider_cbs_t *cbs;
+    void *arg;
+    sip_phase_t phase;
+    char call_id[64];     /* our Call-ID header */
+    char from_tag[24];
+    char to_tag[128];     /* the callee's tag, from the 2xx */
+    char phone[24];
+    char caller[24];
+    char remote_target[256]; /* Contact of the 2xx: where in-dialog requests go */
+    unsigned cseq;           /* of the current INVITE */
+    char branch[48];         /* of the current INVITE (CANCEL reuses it) */
+    int auth_sent;           /* credentials sent once: a second challenge fails the call */
+    int rang;
+    int got_1xx;             /* a provisional answer came: CANCEL may be sent */
+    int cancel_pending;      /* CANCEL asked before any provisional answer */
+    int cancel_reason;       /* 1: ring timeout, 2: hangup() */
+    int hangup_asked;
+    uint64_t answered_ms;    /* loop time of the 2xx */
+    int ntrans;              /* live osip transactions pointing at this call */
+    uv_timer_t timer;        /* ring timeout while INVITING, talk limit while UP */
+    int timer_closed;
+    provider_result_t res;
+    char detail[160];
+};
+
+struct provider_sip {
+    provider_t base;
+    provider_sip_conf_t conf;
+    osip_t *osip;
+    uv_udp_t udp;
+    struct sockaddr_storage trunk;
+    char local_host[64];
+    int local_port;
+    uv_timer_t tick;         /* drives osip's timers */
+    uv_timer_t pace;         /* releases queued calls at the trunk's rate */
+    provider_call_t *calls;  /* INVITING .. DONE */
+    provider_call_t *queue, *queue_tail;
+    int active;              /* calls holding a trunk slot (INVITING .. BYE) */
+    uint64_t last_invite_ms;
+    osip_transaction_t **dead; /* transactions killed during an execute: freed after it */
+    size_t ndead, cap_dead;
+    uint64_t seq;
+    int closing;             /* handles still closing in destroy */
+    int destroyed;
+    uint64_t stray;          /* datagrams from anyone but the trunk, dropped */
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static void rand_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[32];
+    od_random_bytes(b, n / 2 > sizeof(b) ? sizeof(b) : n / 2);
+    size_t i;
+    for (i = 0; i < n / 2 && i < sizeof(b); i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * i] = '\0';
+}
+
+static void list_remove(provider_call_t **head, provider_call_t *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void list_push(provider_call_t **head, provider_call_t *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head != NULL)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static provider_call_t *find_call(provider_sip_t *sip, const osip_message_t *m)
+{
+    if (m->call_id == NULL || m->call_id->number == NULL)
+        return NULL;
+    for (provider_call_t *c = sip->calls; c != NULL; c = c->next)
+        if (strcmp(c->call_id, m->call_id->number) == 0)
+            return c;
+    return NULL;
+}
+
+static int send_raw(provider_sip_t *sip, const char *buf, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    int rc = uv_udp_try_send(&sip->udp, &b, 1, (const struct sockaddr *)&sip->trunk);
+    if (rc < 0) {
+        od_warn("sip: send to the trunk failed: %s", uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int send_msg(provider_sip_t *sip, osip_message_t *m)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    if (osip_message_to_str(m, &buf, &len) != 0)
+        return -1;
+    int rc = send_raw(sip, buf, len);
+    osip_free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ the end of a call */
+
+static void free_if_done(provider_call_t *c);
+
+static void closed_one(provider_sip_t *sip);
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    provider_call_t *c = h->data;
+    if (c->sip->destroyed) {
+        provider_sip_t *sip = c->sip;
+        free(c);
+        closed_one(sip);
+        return;
+    }
+    c->timer_closed = 1;
+    free_if_done(c);
+}
+
+static void free_if_done(provider_call_t *c)
+{
+    if (c->phase != PH_DONE || c->ntrans > 0)
+        return;
+    if (!c->timer_closed) {
+        if (!uv_is_closing((uv_handle_t *)&c->timer))
+            uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+        return;
+    }
+    list_remove(&c->sip->calls, c);
+    free(c);
+}
+
+static void release_slot(provider_call_t *c);
+static void on_pace(uv_timer_t *t);
+
+/* Reports the end of the call (once) and frees it once osip lets go of it. */
+static void finish(provider_call_t *c, od_final_state_t fs, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void finish(provider_call_t *c, od_final_state_t fs, const char *fmt, ...)
+{
+    if (c->phase == PH_DONE)
+        return;
+    release_slot(c);
+    uv_timer_stop(&c->timer);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+    va_end(ap);
+    memset(&c->res, 0, sizeof(c->res));
+    c->res.final_state = fs;
+    c->res.outcome = OD_OUTCOME_NONE;
+    c->res.goal_completed = -1;
+    if (fs == OD_FINAL_COMPLETED && c->answered_ms > 0)
+        c->res.talk_ms = (int64_t)(uv_now(c->sip->base.loop) - c->answered_ms);
+    c->res.detail = c->detail;
+    c->phase = PH_DONE;
+    c->cbs->ended(c->arg, &c->res);
+    free_if_done(c);
+}
+
+/* SIP final answers to final states (DESIGN §4); unknown codes by their class. */
+static od_final_state_t map_status(int code)
+{
+    switch (code) {
+    case 486:
+    case 600:
+        return OD_FINAL_BUSY;
+    case 404:
+    case 484:
+    case 604:
+    case 410:
+    case 416:
+        return OD_FINAL_INVALID_NUMBER;
+    case 403:
+    case 603:
+        return OD_FINAL_CALLER_ID_UNAUTHORIZED;
+    case 408:
+    case 480:
+    case 487:
+        return OD_FINAL_NO_ANSWER;
+    default:
+        break;
+    }
+    if (code >= 600)
+        return OD_FINAL_NO_ANSWER; /* a global refusal by the callee */
+    return OD_FINAL_PROVIDER_ERROR; /* 3xx (no redirect followed), other 4xx, 5xx */
+}
+
+/* ------------------------------------------------------------------ building requests */
+
+static void via_of(provider_sip_t *sip, const char *branch, char *out, size_t n)
+{
+    snprintf(out, n, "SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s", sip->local_host, sip->local_port, branch);
+}
+
+static char *trunk_hostport(provider_sip_t *sip, char *out, size_t n)
+{
+    snprintf(out, n, "%s", sip->conf.trunk);
+    return out;
+}
+
+/* A request of the call: INVITE (cseq, new branch), CANCEL (the INVITE's
+ * cseq and branch), ACK of a 2xx and BYE (in the dialog). */
+static osip_message_t *build_request(provider_call_t *c, const char *method, unsigned cseq, const char *branch,
+                                     const char *to_tag)
+{
+    provider_sip_t *sip = c->sip;
+    osip_message_t *m = NULL;
+    osip_uri_t *uri = NULL;
+    char buf[512], hp[128];
+    int in_dialog = to_tag != NULL && strcmp(method, "CANCEL") != 0;
+    if (osip_message_init(&m) != 0)
+        return NULL;
+    osip_message_set_method(m, osip_strdup(method));
+    osip_message_set_version(m, osip_strdup("SIP/2.0"));
+    if (in_dialog && c->remote_target[0] != '\0')
+        snprintf(buf, sizeof(buf), "%s", c->remote_target);
+    else
+        snprintf(buf, sizeof(buf), "sip:%s@%s", c->phone, trunk_hostport(sip, hp, sizeof(hp)));
+    if (osip_uri_init(&uri) != 0 || osip_uri_parse(uri, buf) != 0) {
+        osip_uri_free(uri);
+        osip_message_free(m);
+        return NULL;
+    }
+    osip_message_set_uri(m, uri);
+    via_of(sip, branch, buf, sizeof(buf));
+    osip_message_set_via(m, buf);
+    snprintf(buf, sizeof(buf), "<sip:%s@%s>;tag=%s", c->caller[0] ? c->caller : "anonymous", sip->local_host,
+             c->from_tag);
+    osip_message_set_from(m, buf);
+    if (to_tag != NULL && in_dialog)
+        snprintf(buf, sizeof(buf), "<sip:%s@%s>;tag=%s", c->phone, trunk_hostport(sip, hp, sizeof(hp)), to_tag);
+    else
+        snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->phone, trunk_hostport(sip, hp, sizeof(hp)));
+    osip_message_set_to(m, buf);
+    osip_message_set_call_id(m, c->call_id);
+    snprintf(buf, sizeof(buf), "%u %s", cseq, method);
+    osip_message_set_cseq(m, buf);
+    osip_message_set_max_forwards(m, "70");
+    osip_message_set_header(m, "User-Agent", "outdial");
+    if (strcmp(method, "INVITE") == 0) {
+        snprintf(buf, sizeof(buf), "<sip:outdial@%s:%d>", sip->local_host, sip->local_port);
+        osip_message_set_contact(m, buf);
+        if (c->caller[0] != '\0') {
+            snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->caller, trunk_hostport(sip, hp, sizeof(hp)));
+            osip_message_set_header(m, "P-Asserted-Identity", buf);
+        }
+        /* the offer: the conversation engine's media address, G.711 µ-law and A-law, telephone events */
+        char sdp[512];
+        int n = snprintf(sdp, sizeof(sdp),
+                         "v=0\r\no=outdial %llu 1 IN IP4 %s\r\ns=outdial\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+                         "m=audio %lld RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+                         "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+                         (unsigned long long)sip->seq, sip->conf.media_host, sip->conf.media_host,
+                         (long long)sip->conf.media_port);
+        osip_message_set_body(m, sdp, (size_t)n);
+        osip_message_set_content_type(m, "application/sdp");
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------------ digest authentication (RFC 2617 / 8760: MD5) */
+
+static void md5_hex(const char *s, char out[33])
+{
+    unsigned char d[16];
+    unsigned int n = 0;
+    EVP_Digest(s, strlen(s), d, &n, EVP_md5(), NULL);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static const char *unq(const char *s, char *buf, size_t n)
+{
+    if (s == NULL)
+        return "";
+    size_t len = strlen(s);
+    if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
+        snprintf(buf, n, "%.*s", (int)(len - 2), s + 1);
+        return buf;
+    }
+    snprintf(buf, n, "%s", s);
+    return buf;
+}
+
+/* The Authorization (401) or Proxy-Authorization (407) value answering the
+ * challenge of `resp` for an INVITE to `uri`. -1 when the challenge is not
+ * one we can answer (no MD5, no credentials). */
+static int digest_answer(provider_call_t *c, const osip_message_t *resp, const char *uri, char *out, size_t n)
+{
+    provider_sip_t *sip = c->sip;
+    osip_www_authenticate_t *ch = NULL;
+    if (resp->status_code == 401)
+        osip_message_get_www_authenticate(resp, 0, &ch);
+    else
+        osip_message_get_proxy_authenticate(resp, 0, &ch);
+    if (ch == NULL || sip->conf.username[0] == '\0')
+        return -1;
+    char realm[128], nonce[256], opaque[256], qop[64], alg[32];
+    unq(osip_www_authenticate_get_realm(ch), realm, sizeof(realm));
+    unq(osip_www_authenticate_get_nonce(ch), nonce, sizeof(nonce));
+    unq(osip_www_authenticate_get_opaque(ch), opaque, sizeof(opaque));
+    unq(osip_www_authenticate_get_qop_options(ch), qop, sizeof(qop));
+    unq(osip_www_authenticate_get_algorithm(ch), alg, sizeof(alg));
+    if (alg[0] != '\0' && strcasecmp(alg, "MD5") != 0)
+        return -1;
+    char a1[512], a2[512], ha1[33], ha2[33], resp_hex[33], tmp[1024], cnonce[17];
+    snprintf(a1, sizeof(a1), "%s:%s:%s", sip->conf.username, sip->conf.realm[0] ? sip->conf.realm : realm,
+             sip->conf.password);
+    md5_hex(a1, ha1);
+    snprintf(a2, sizeof(a2), "INVITE:%s", uri);
+    md5_hex(a2, ha2);
+    int use_qop = strstr(qop, "auth") != NULL;
+    rand_hex(cnonce, sizeof(cnonce));
+    if (use_qop)
+        snprintf(tmp, sizeof(tmp), "%s:%s:00000001:%s:auth:%s", ha1, nonce, cnonce, ha2);
+    else
+        snprintf(tmp, sizeof(tmp), "%s:%s:%s", ha1, nonce, ha2);
+    md5_hex(tmp, resp_hex);
+    int len = snprintf(out, n, "Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", response=\"%s\", "
+                               "algorithm=MD5",
+                       sip->conf.username, realm, nonce, uri, resp_hex);
+    if (use_qop)
+        len += snprintf(out + len, n - (size_t)len, ", qop=auth, nc=00000001, cnonce=\"%s\"", cnonce);
+    if (opaque[0] != '\0')
+        snprintf(out + len, n - (size_t)len, ", opaque=\"%s\"", opaque);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_message_t *m)
+{
+    osip_transaction_t *tr = NULL;
+    if (osip_transaction_init(&tr, type, c->sip->osip, m) != 0) {
+        osip_message_free(m);
+        return -1;
+    }
+    osip_transaction_set_your_instance(tr, c);
+    c->ntrans++;
+    int t1 = (int)c->sip->conf.t1_ms;
+    if (type == ICT && tr->ict_context != NULL) {
+        tr->ict_context->timer_a_length = t1;
+        tr->ict_context->timer_b_length = 64 * t1;
+    } else if (type == NICT && tr->nict_context != NULL) {
+        tr->nict_context->timer_e_length = t1;
+        tr->nict_context->timer_f_length = 64 * t1;
+    }
+    osip_transaction_add_event(tr, osip_new_outgoing_sipmessage(m));
+    return 0;
+}
+
+static void run_osip(provider_sip_t *sip);
+
+static int send_invite(provider_call_t *c, const char *auth_header, const char *auth_value)
+{
+    rand_hex(c->branch, 20);
+    osip_message_t *m = build_request(c, "INVITE", c->cseq, c->branch, NULL);
+    if (m == NULL)
+        return -1;
+    if (auth_value != NULL) {
+        if (strcmp(auth_header, "Authorization") == 0)
+            osip_message_set_authorization(m, auth_value);
+        else
+            osip_message_set_proxy_authorization(m, auth_value);
+    }
+    return start_transaction(c, ICT, m);
+}
+
+static void send_ack_2xx(provider_call_t *c, const char *to_tag)
+{
+    char branch[24];
+    rand_hex(branch, 20);
+    osip_message_t *ack = build_request(c, "ACK", c->cseq, branch, to_tag);
+    if (ack != NULL) {
+        send_msg(c->sip, ack);
+        osip_message_free(ack);
+    }
+}
+
+/* A BYE outside any call state: a forked 2xx's dialog we do not keep. */
+static void send_bye_stray(provider_call_t *c, const char *to_tag)
+{
+    char branch[24];
+    rand_hex(branch, 20);
+    osip_message_t *bye = build_request(c, "BYE", c->cseq + 1, branch, to_tag);
+    if (bye != NULL) {
+        send_msg(c->sip, bye);
+        osip_message_free(bye);
+    }
+}
+
+/* A 2xx again: of our dialog (our ACK was lost), ACKed again; of a forked
+ * dialog (a second callee answered), ACKed and ended with a BYE. */
+static void ack_again(provider_call_t *c, const char *tag)
+{
+    send_ack_2xx(c, tag);
+    if (strcmp(tag, c->to_tag) != 0)
+        send_bye_stray(c, tag);
+}
+
+static void send_bye(provider_call_t *c)
+{
+    char branch[24];
+    rand_hex(branch, 20);
+    c->phase = PH_BYE;
+    osip_message_t *bye = build_request(c, "BYE", ++c->cseq, branch, c->to_tag);
+    if (bye == NULL || start_transaction(c, NICT, bye) != 0)
+        finish(c, OD_FINAL_COMPLETED, "hung up (BYE could not be sent)");
+}
+
+static void send_cancel(provider_call_t *c, int reason)
+{
+    c->cancel_reason = reason;
+    if (!c->got_1xx) {
+        /* RFC 3261 9.1: no CANCEL before a provisional answer; it goes with the first one (or Timer B ends the call) */
+        c->cancel_pending = 1;
+        return;
+    }
+    c->phase = PH_CANCELING;
+    osip_message_t *m = build_request(c, "CANCEL", c->cseq, c->branch, NULL);
+    if (m == NULL || start_transaction(c, NICT, m) != 0)
+        finish(c, OD_FINAL_PROVIDER_ERROR, "CANCEL could not be sent");
+}
+
+static const char *tag_of(osip_to_t *to)
+{
+    osip_generic_param_t *p = NULL;
+    if (to == NULL || osip_to_get_tag(to, &p) != 0 || p == NULL || p->gvalue == NULL)
+        return NULL;
+    return p->gvalue;
+}
+
+static void on_ring_timeout(uv_timer_t *t)
+{
+    provider_call_t *c = t->data;
+    if (c->phase == PH_INVITING)
+        send_cancel(c, 1);
+    else if (c->phase == PH_UP)
+        send_bye(c); /* the talk limit */
+    run_osip(c->sip);
+}
+
+static void answered(provider_call_t *c, const osip_message_t *resp)
+{
+    const char *tag = tag_of(resp->to);
+    snprintf(c->to_tag, sizeof(c->to_tag), "%s", tag != NULL ? tag : "");
+    osip_contact_t *ct = NULL;
+    char *s = NULL;
+    if (osip_message_get_contact(resp, 0, &ct) >= 0 && ct != NULL && ct->url != NULL &&
+        osip_uri_to_str(ct->url, &s) == 0) {
+        snprintf(c->remote_target, sizeof(c->remote_target), "%s", s);
+        osip_free(s);
+    }
+    send_ack_2xx(c, c->to_tag);
+    if (c->phase == PH_CANCELING) {
+        /* answered while our CANCEL crossed it: the call is ours to end */
+        c->phase = PH_UP;
+        send_bye(c);
+        return;
+    }
+    c->phase = PH_UP;
+    c->answered_ms = uv_now(c->sip->base.loop);
+    uv_timer_stop(&c->timer);
+    if (c->sip->conf.max_talk_ms > 0)
+        uv_timer_start(&c->timer, on_ring_timeout, c->sip->conf.max_talk_ms, 0);
+    c->cbs->answered(c->arg);
+    if (c->hangup_asked)
+        send_bye(c);
+}
+
+/* ICT and NICT callbacks (osip calls them from inside osip_*_execute) */
+
+static void on_ict_1xx(int type, osip_transaction_t *tr, osip_message_t *m)
+{
+    (void)type;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c == NULL || c->phase == PH_DONE)
+        return;
+    c->got_1xx = 1;
+    if ((m->status_code == 180 || m->status_code == 183) && !c->rang) {
+        c->rang = 1;
+        c->cbs->ringing(c->arg);
+    }
+    if (c->cancel_pending && c->phase == PH_INVITING) {
+        c->cancel_pending = 0;
+        send_cancel(c, c->cancel_reason);
+    }
+}
+
+static void on_ict_2xx(int type, osip_transaction_t *tr, osip_message_t *m)
+{
+    (void)type;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c == NULL || c->phase == PH_DONE)
+        return;
+    if (c->phase == PH_INVITING || c->phase == PH_CANCELING) {
+        if (!c->rang) { /* answered without a ringing: the order of the callbacks holds */
+            c->rang = 1;
+            c->cbs->ringing(c->arg);
+        }
+        answered(c, m);
+        return;
+    }
+    const char *tag = tag_of(m->to);
+    ack_again(c, tag != NULL ? tag : c->to_tag);
+}
+
+static void on_ict_final(int type, osip_transaction_t *tr, osip_message_t *m)
+{
+    (void)type;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c == NULL || c->phase == PH_DONE)
+        return;
+    int code = m->status_code;
+    const char *reason = m->reason_phrase != NULL ? m->reason_phrase : "";
+    if ((code == 401 || code == 407) && c->phase == PH_INVITING && !c->auth_sent) {
+        char uri[256], auth[1024];
+        snprintf(uri, sizeof(uri), "sip:%s@%s", c->phone, c->sip->conf.trunk);
+        if (digest_answer(c, m, uri, auth, sizeof(auth)) == 0) {
+            c->auth_sent = 1;
+            c->cseq++;
+            if (send_invite(c, code == 401 ? "Authorization" : "Proxy-Authorization", auth) == 0)
+                return;
+        }
+        finish(c, OD_FINAL_PROVIDER_ERROR, "SIP %d %s: the trunk's challenge could not be answered", code, reason);
+        return;
+    }
+    if (c->phase == PH_CANCELING && code == 487) {
+        if (c->cancel_reason == 1)
+            finish(c, OD_FINAL_NO_ANSWER, "ring timeout (%lld s): CANCEL, SIP 487 %s",
+                   (long long)(c->sip->conf.ring_timeout_ms / 1000), reason);
+        else
+            finish(c, OD_FINAL_NO_ANSWER, "hung up before the answer: CANCEL, SIP 487 %s", reason);
+        return;
+    }
+    if (code == 401 || code == 407)
+        finish(c, OD_FINAL_PROVIDER_ERROR, "SIP %d %s: the trunk refused our credentials", code, reason);
+    else
+        finish(c, map_status(code), "SIP %d %s", code, reason);
+}
+
+static void on_ict_timeout(int type, osip_transaction_t *tr, osip_message_t *m)
+{
+    (void)type, (void)m;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c != NULL && (c->phase == PH_INVITING || c->phase == PH_CANCELING))
+        finish(c, OD_FINAL_PROVIDER_ERROR, "no answer from the trunk to the INVITE (Timer B, %lld ms)",
+               (long long)(64 * c->sip->conf.t1_ms));
+}
+
+static void on_nict_final(int type, osip_transaction_t *tr, osip_message_t *m)
+{
+    (void)type;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c == NULL || c->phase == PH_DONE || tr->orig_request == NULL)
+        return;
+    if (MSG_IS_BYE(tr->orig_request) && c->phase == PH_BYE)
+        finish(c, OD_FINAL_COMPLETED, "hung up by us (BYE, SIP %d)", m != NULL ? m->status_code : 0);
+}
+
+static void on_nict_timeout(int type, osip_transaction_t *tr, osip_message_t *m)
+{
+    (void)type, (void)m;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c == NULL || c->phase == PH_DONE || tr->orig_request == NULL)
+        return;
+    if (MSG_IS_BYE(tr->orig_request))
+        finish(c, OD_FINAL_COMPLETED, "hung up by us (BYE unanswered)");
+    else if (MSG_IS_CANCEL(tr->orig_request) && c->phase == PH_CANCELING)
+        finish(c, OD_FINAL_NO_ANSWER, "CANCEL unanswered");
+}
+
+static void on_transport_error(int type, osip_transaction_t *tr, int error)
+{
+    (void)type;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    if (c != NULL)
+        finish(c, OD_FINAL_PROVIDER_ERROR, "transport error toward the trunk (%d)", error);
+}
+
+static void on_kill(int type, osip_transaction_t *tr)
+{
+    (void)type;
+    provider_sip_t *sip = osip_transaction_get_your_instance(tr) != NULL
+                              ? ((provider_call_t *)osip_transaction_get_your_instance(tr))->sip
+                              : NULL;
+    osip_remove_transaction(tr->config, tr);
+    if (sip == NULL) {
+        osip_transaction_free2(tr);
+        return;
+    }
+    if (sip->ndead == sip->cap_dead) {
+        sip->cap_dead = sip->cap_dead ? 2 * sip->cap_dead : 64;
+        sip->dead = od_realloc(sip->dead, sip->cap_dead * sizeof(*sip->dead));
+    }
+    sip->dead[sip->ndead++] = tr;
+}
+
+static int on_send(osip_transaction_t *tr, osip_message_t *m, char *host, int port, int sock)
+{
+    (void)host, (void)port, (void)sock;
+    provider_call_t *c = osip_transaction_get_your_instance(tr);
+    provider_sip_t *sip = c != NULL ? c->sip : NULL;
+    if (sip == NULL)
+        return -1;
+    return send_msg(sip, m) == 0 ? 0 : -1;
+}
+
+/* Runs osip's queued events, then frees the transactions that ended. */
+static void run_osip(provider_sip_t *sip)
+{
+    for (int i = 0; i < 4; i++) {
+        osip_ict_execute(sip->osip);
+        osip_nict_execute(sip->osip);
+    }
+    for (size_t i = 0; i < sip->ndead; i++) {
+        osip_transaction_t *tr = sip->dead[i];
+        provider_call_t *c = osip_transaction_get_your_instance(tr);
+        osip_transaction_free2(tr);
+        if (c != NULL) {
+            c->ntrans--;
+            if (c->phase != PH_DONE && c->ntrans == 0 && c->phase != PH_UP)
+                finish(c, OD_FINAL_PROVIDER_ERROR, "the INVITE transaction ended without a final answer");
+            else
+                free_if_done(c);
+        }
+    }
+    sip->ndead = 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    provider_sip_t *sip = t->data;
+    osip_timers_ict_execute(sip->osip);
+    osip_timers_nict_execute(sip->osip);
+    run_osip(sip);
+}
+
+/* ------------------------------------------------------------------ requests from the trunk */
+
+static void reply(provider_sip_t *sip, const osip_message_t *req, int code, const char *reason)
+{
+    osip_message_t *r = NULL;
+    if (osip_message_init(&r) != 0)
+        return;
+    osip_message_set_version(r, osip_strdup("SIP/2.0"));
+    osip_message_set_status_code(r, code);
+    osip_message_set_reason_phrase(r, osip_strdup(reason));
+    osip_list_clone(&req->vias, &r->vias, (int (*)(void *, void **))osip_via_clone);
+    osip_from_clone(req->from, &r->from);
+    osip_to_clone(req->to, &r->to);
+    osip_call_id_clone(req->call_id, &r->call_id);
+    osip_cseq_clone(req->cseq, &r->cseq);
+    send_msg(sip, r);
+    osip_message_free(r);
+}
+
+static void on_request(provider_sip_t *sip, osip_message_t *m)
+{
+    provider_call_t *c = find_call(sip, m);
+    if (MSG_IS_ACK(m))
+        return;
+    if (MSG_IS_BYE(m)) {
+        if (c == NULL) {
+            reply(sip, m, 481, "Call/Transaction Does Not Exist");
+            return;
+        }
+        reply(sip, m, 200, "OK");
+        if (c->phase == PH_UP || c->phase == PH_BYE)
+            finish(c, OD_FINAL_COMPLETED, "hung up by the callee (BYE)");
+        return;
+    }
+    if (MSG_IS_OPTIONS(m)) {
+        reply(sip, m, 200, "OK");
+        return;
+    }
+    reply(sip, m, c == NULL ? 481 : 501, c == NULL ? "Call/Transaction Does Not Exist" : "Not Implemented");
+}
+
+/* A response that no transaction took: a 2xx retransmitted after our ACK,
+ * or a forked 2xx, after the INVITE transaction ended. */
+static void on_stray_response(provider_sip_t *sip, osip_message_t *m)
+{
+    provider_call_t *c = find_call(sip, m);
+    if (c == NULL || !MSG_IS_STATUS_2XX(m) || m->cseq == NULL || m->cseq->method == NULL ||
+        strcmp(m->cseq->method, "INVITE") != 0)
+        return;
+    const char *tag = tag_of(m->to);
+    if (tag != NULL)
+        ack_again(c, tag);
+}
+
+static int same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h, (void)suggested;
+    static char slab[SIP_MAX_DATAGRAM];
+    *buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+{
+    provider_sip_t *sip = u->data;
+    (void)flags;
+    if (n <= 0 || from == NULL)
+        return;
+    if (!same_addr(from, (const struct sockaddr *)&sip->trunk)) {
+        /* only the trunk speaks to us: anyone else could hang up calls with a forged BYE */
+        sip->stray++;
+        return;
+    }
+    osip_event_t *evt = osip_parse(buf->base, (size_t)n);
+    if (evt == NULL || evt->sip == NULL) {
+        od_debug("sip: an unparsable datagram of %zd bytes ignored", n);
+        if (evt != NULL)
+            osip_event_free(evt);
+        return;
+    }
+    osip_message_t *m = evt->sip;
+    if (m->call_id == NULL || m->cseq == NULL || m->from == NULL || m->to == NULL ||
+        osip_list_size(&m->vias) < 1) {
+        od_debug("sip: a message without Call-ID, CSeq, From, To or Via ignored");
+        osip_event_free(evt);
+        return;
+    }
+    if (MSG_IS_REQUEST(m)) {
+        on_request(sip, m);
+        osip_event_free(evt);
+    } else if (osip_find_transaction_and_add_event(sip->osip, evt) != 0) {
+        on_stray_response(sip, m);
+        osip_event_free(evt);
+    }
+    run_osip(sip);
+}
+
+/* ------------------------------------------------------------------ the trunk's limits */
+
+static void release_slot(provider_call_t *c)
+{
+    provider_sip_t *sip = c->sip;
+    if (c->phase == PH_QUEUED) {
+        /* never sent: out of the queue */
+        if (c == sip->queue_tail)
+            sip->queue_tail = c->prev;
+        list_remove(&sip->queue, c);
+        list_push(&sip->calls, c);
+        return;
+    }
+    if (c->phase != PH_DONE && sip->active > 0)
+        sip->active--;
+    if (sip->queue != NULL && !uv_is_active((uv_handle_t *)&sip->pace))
+        uv_timer_start(&sip->pace, on_pace, 0, 0);
+}
+
+static void pump(provider_sip_t *sip);
+
+static void on_pace(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+/* Sends queued INVITEs while the trunk's concurrency and rate allow. */
+static void pump(provider_sip_t *sip)
+{
+    uv_timer_stop(&sip->pace);
+    uint64_t gap = sip->conf.cps > 0 ? (uint64_t)(1000.0 / sip->conf.cps) : 0;
+    while (sip->queue_tail != NULL && sip->active < sip->conf.max_concurrent) {
+        uint64_t now = uv_now(sip->base.loop);
+        if (sip->last_invite_ms != 0 && now < sip->last_invite_ms + gap) {
+            uv_timer_start(&sip->pace, on_pace, sip->last_invite_ms + gap - now, 0);
+            return;
+        }
+        provider_call_t *c = sip->queue_tail; /* oldest first */
+        sip->queue_tail = c->prev;
+        list_remove(&sip->queue, c);
+        list_push(&sip->calls, c);
+        sip->active++;
+        sip->last_invite_ms = now;
+        c->phase = PH_INVITING;
+        c->cseq = 1;
+        if (send_invite(c, NULL, NULL) != 0) {
+            finish(c, OD_FINAL_INTERNAL_ERROR, "the INVITE could not be built");
+            continue;
+        }
+        uv_timer_start(&c->timer, on_ring_timeout, sip->conf.ring_timeout_ms, 0);
+    }
+    run_osip(sip);
+}
+
+
+/* ------------------------------------------------------------------ the provider interface */
+
+static int sip_dial(provider_t *p, const provider_req_t *req, const provider_cbs_t *cbs, void *arg,
+                    provider_call_t **handle, char *errstr, size_t errlen)
+{
+    provider_sip_t *sip = (provider_sip_t *)p;
+    if (req->phone == NULL || strlen(req->phone) >= sizeof(((provider_call_t *)0)->phone)) {
+        snprintf(errstr, errlen, "bad phone");
+        return -1;
+    }
+    provider_call_t *c = od_calloc(1, sizeof(*c));
+    c->sip = sip;
+    c->cbs = cbs;
+    c->arg = arg;
+    c->phase = PH_QUEUED;
+    snprintf(c->phone, sizeof(c->phone), "%s", req->phone);
+    snprintf(c->caller, sizeof(c->caller), "%s", req->caller_id != NULL ? req->caller_id : "");
+    rand_hex(c->from_tag, 16);
+    char r[21];
+    rand_hex(r, sizeof(r));
+    snprintf(c->call_id, sizeof(c->call_id), "%s-%s", r, req->call_id != NULL ? req->call_id : "x");
+    c->call_id[sizeof(c->call_id) - 1] = '\0';
+    uv_timer_init(sip->base.loop, &c->timer);
+    c->timer.data = c;
+    list_push(&sip->queue, c);
+    if (sip->queue_tail == NULL)
+        sip->queue_tail = c;
+    sip->seq++;
+    *handle = c;
+    /* never a callback from inside dial(): the INVITE goes out from the loop */
+    if (!uv_is_active((uv_handle_t *)&sip->pace))
+        uv_timer_start(&sip->pace, on_pace, 0, 0);
+    od_info("sip: dialing %s (Call-ID %s)", c->phone, c->call_id);
+    return 0;
+}
+
+static void sip_hangup(provider_call_t *c)
+{
+    c->hangup_asked = 1;
+    switch (c->phase) {
+    case PH_QUEUED:
+        finish(c, OD_FINAL_NO_ANSWER, "hung up before dialing");
+        break;
+    case PH_INVITING:
+        send_cancel(c, 2);
+        break;
+    case PH_UP:
+        send_bye(c);
+        break;
+    default:
+        break;
+    }
+    run_osip(c->sip);
+}
+
+/* Every handle closed by destroy (the provider's and its calls' timers) counts down sip->closing; the last frees it. */
+static void free_sip(provider_sip_t *sip)
+{
+    const char *own[] = {sip->conf.trunk, sip->conf.bind, sip->conf.contact_host, sip->conf.username,
+                         sip->conf.password, sip->conf.realm, sip->conf.media_host};
+    for (size_t i = 0; i < OD_ARRAY_SIZE(own); i++)
+        free((void *)own[i]);
+    free(sip->dead);
+    free(sip);
+}
+
+static void closed_one(provider_sip_t *sip)
+{
+    if (--sip->closing == 0)
+        free_sip(sip);
+}
+
+static void on_sip_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void free_transactions(osip_list_t *l)
+{
+    while (!osip_list_eol(l, 0)) {
+        osip_transaction_t *tr = osip_list_get(l, 0);
+        osip_list_remove(l, 0);
+        osip_transaction_free2(tr);
+    }
+}
+
+static void sip_destroy(provider_t *p)
+{
+    provider_sip_t *sip = (provider_sip_t *)p;
+    /* calls in progress are dropped without a callback */
+    sip->destroyed = 1;
+    sip->closing = 1; /* held until every close below is asked */
+    free_transactions(&sip->osip->osip_ict_transactions);
+    free_transactions(&sip->osip->osip_nict_transactions);
+    for (size_t i = 0; i < sip->ndead; i++)
+        osip_transaction_free2(sip->dead[i]);
+    sip->ndead = 0;
+    osip_release(sip->osip);
+    provider_call_t *lists[2] = {sip->queue, sip->calls};
+    for (int i = 0; i < 2; i++)
+        for (provider_call_t *c = lists[i]; c != NULL; c = c->next) {
+            sip->closing++; /* on_timer_closed frees the call and counts down */
+            if (!uv_is_closing((uv_handle_t *)&c->timer))
+                uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+        }
+    sip->queue = sip->calls = sip->queue_tail = NULL;
+    sip->closing += 3;
+    uv_close((uv_handle_t *)&sip->udp, on_sip_closed);
+    uv_close((uv_handle_t *)&sip->tick, on_sip_closed);
+    uv_close((uv_handle_t *)&sip->pace, on_sip_closed);
+    closed_one(sip);
+}
+
+static const provider_ops_t sip_ops = {"sip", sip_dial, sip_hangup, sip_destroy};
+
+/* "host:port" (IPv4, or [IPv6]) to an address; port default `dport`. */
+static int parse_hostport(const char *s, int dport, struct sockaddr_storage *out, char *host, size_t hostlen, int *port)
+{
+    char h[128];
+    const char *colon;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || (size_t)(end - s - 1) >= sizeof(h))
+            return -1;
+        snprintf(h, sizeof(h), "%.*s", (int)(end - s - 1), s + 1);
+        colon = end[1] == ':' ? end + 1 : NULL;
+    } else {
+        colon = strrchr(s, ':');
+        size_t n = colon != NULL ? (size_t)(colon - s) : strlen(s);
+        if (n >= sizeof(h))
+            return -1;
+        snprintf(h, sizeof(h), "%.*s", (int)n, s);
+    }
+    int p = dport;
+    if (colon != NULL) {
+        char *end;
+        long v = strtol(colon + 1, &end, 10);
+        if (*end != '\0' || v < 0 || v > 65535)
+            return -1;
+        p = (int)v;
+    }
+    if (uv_ip4_addr(h, p, (struct sockaddr_in *)out) != 0 && uv_ip6_addr(h, p, (struct sockaddr_in6 *)out) != 0)
+        return -1;
+    if (host != NULL) {
+        if (strlen(h) >= hostlen)
+            return -1;
+        memcpy(host, h, strlen(h) + 1);
+    }
+    if (port != NULL)
+        *port = p;
+    return 0;
+}
+
+provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, char *errstr, size_t errlen)
+{
+    provider_sip_t *sip = od_calloc(1, sizeof(*sip));
+    sip->base.ops = &sip_ops;
+    sip->base.loop = loop;
+    sip->conf = *conf;
+    /* the strings are the provider's own: the caller's may not outlive this call */
+    const char **own[] = {&sip->conf.trunk, &sip->conf.bind, &sip->conf.contact_host, &sip->conf.username,
+                          &sip->conf.password, &sip->conf.realm, &sip->conf.media_host};
+    for (size_t i = 0; i < OD_ARRAY_SIZE(own); i++)
+        *own[i] = od_strdup(*own[i] != NULL ? *own[i] : "");
+    struct sockaddr_storage bind_addr;
+    char bind_host[64];
+    int bind_port;
+    if (parse_hostport(conf->trunk, 5060, &sip->trunk, NULL, 0, NULL) != 0) {
+        snprintf(errstr, errlen, "OUTDIAL_SIP_TRUNK \"%s\" is not an IP address and port", conf->trunk);
+        goto fail;
+    }
+    if (parse_hostport(conf->bind, 0, &bind_addr, bind_host, sizeof(bind_host), &bind_port) != 0) {
+        snprintf(errstr, errlen, "OUTDIAL_SIP_BIND \"%s\" is not an IP address and port", conf->bind);
+        goto fail;
+    }
+    /* osip's own trace goes to stderr, unstructured: off (a peer's garbage is counted by us instead) */
+    for (int lvl = TRACE_LEVEL0; lvl < END_TRACE_LEVEL; lvl++)
+        osip_trace_disable_level((osip_trace_level_t)lvl);
+    if (osip_init(&sip->osip) != 0) {
+        snprintf(errstr, errlen, "osip_init failed");
+        goto fail;
+    }
+    osip_set_cb_send_message(sip->osip, on_send);
+    osip_set_message_callback(sip->osip, OSIP_ICT_STATUS_1XX_RECEIVED, on_ict_1xx);
+    osip_set_message_callback(sip->osip, OSIP_ICT_STATUS_2XX_RECEIVED, on_ict_2xx);
+    osip_set_message_callback(sip->osip, OSIP_ICT_STATUS_2XX_RECEIVED_AGAIN, on_ict_2xx);
+    for (int t = OSIP_ICT_STATUS_3XX_RECEIVED; t <= OSIP_ICT_STATUS_6XX_RECEIVED; t++)
+        osip_set_message_callback(sip->osip, t, on_ict_final);
+    osip_set_message_callback(sip->osip, OSIP_ICT_STATUS_TIMEOUT, on_ict_timeout);
+    for (int t = OSIP_NICT_STATUS_2XX_RECEIVED; t <= OSIP_NICT_STATUS_6XX_RECEIVED; t++)
+        if (t != OSIP_NICT_STATUS_2XX_RECEIVED_AGAIN)
+            osip_set_message_callback(sip->osip, t, on_nict_final);
+    osip_set_message_callback(sip->osip, OSIP_NICT_STATUS_TIMEOUT, on_nict_timeout);
+    osip_set_kill_transaction_callback(sip->osip, OSIP_ICT_KILL_TRANSACTION, on_kill);
+    osip_set_kill_transaction_callback(sip->osip, OSIP_NICT_KILL_TRANSACTION, on_kill);
+    osip_set_transport_error_callback(sip->osip, OSIP_ICT_TRANSPORT_ERROR, on_transport_error);
+    osip_set_transport_error_callback(sip->osip, OSIP_NICT_TRANSPORT_ERROR, on_transport_error);
+
+    int rc;
+    if ((rc = uv_udp_init(loop, &sip->udp)) != 0 ||
+        (rc = uv_udp_bind(&sip->udp, (const struct sockaddr *)&bind_addr, 0)) != 0) {
+        snprintf(errstr, errlen, "SIP socket on %s: %s", conf->bind, uv_strerror(rc));
+        osip_release(sip->osip);
+        goto fail; /* (the handle, if initialised, is left to the loop's end) */
+    }
+    struct sockaddr_storage name;
+    int namelen = sizeof(name);
+    uv_udp_getsockname(&sip->udp, (struct sockaddr *)&name, &namelen);
+    sip->local_port = ntohs(((struct sockaddr_in *)&name)->sin_port);
+    snprintf(sip->local_host, sizeof(sip->local_host), "%s",
+             conf->contact_host[0] ? conf->contact_host : strcmp(bind_host, "0.0.0.0") ? bind_host : "127.0.0.1");
+    sip->udp.data = sip;
+    uv_udp_recv_start(&sip->udp, on_alloc, on_datagram);
+    uv_timer_init(loop, &sip->tick);
+    sip->tick.data = sip;
+    uv_timer_start(&sip->tick, on_tick, 10, 10);
+    uv_unref((uv_handle_t *)&sip->tick);
+    uv_timer_init(loop, &sip->pace);
+    sip->pace.data = sip;
+    od_info("sip: trunk %s, local %s:%d, %.1f calls/s, at most %lld at once, ring timeout %lld ms, T1 %lld ms",
+            conf->trunk, sip->local_host, sip->local_port, conf->cps, (long long)conf->max_concurrent,
+            (long long)conf->ring_timeout_ms, (long long)conf->t1_ms);
+    return &sip->base;
+fail:
+    free_sip(sip);
+    return NULL;
+}

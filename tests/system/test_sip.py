@@ -1,0 +1,187 @@
+"""The `sip` provider against sipp (Debian's sip-tester) playing the carrier
+on loopback: each scenario in tests/system/sipp/ is one carrier behaviour;
+the dialer of this module dials through it (OUTDIAL_DIALER_PROVIDER=sip).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import free_port
+from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
+
+SIPP = shutil.which("sipp")
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
+TRUNK_PORT = free_port()
+DIALER_SIP_PORT = free_port()
+USER, PASSWORD = "outdial-test", "s3cret-digest"
+
+SYSTEM_ENV = {
+    "OUTDIAL_DIALER_PROVIDER": "sip",
+    "OUTDIAL_SIP_TRUNK": f"127.0.0.1:{TRUNK_PORT}",
+    "OUTDIAL_SIP_BIND": f"127.0.0.1:{DIALER_SIP_PORT}",
+    "OUTDIAL_SIP_T1_MS": "50",            # Timer B = 3.2 s
+    "OUTDIAL_SIP_RING_TIMEOUT_S": "2",
+    "OUTDIAL_SIP_MAX_TALK_S": "2",
+    "OUTDIAL_SIP_USERNAME": USER,
+    "OUTDIAL_SIP_PASSWORD": PASSWORD,
+    "OUTDIAL_SIP_CPS": "100",
+}
+
+
+class Carrier:
+    """sipp as the trunk, running one scenario for one call."""
+
+    def __init__(self, tmp_path: Path, scenario: str, *args: str, fill: dict[str, str] | None = None):
+        assert SIPP, "sipp is needed (Debian's sip-tester; deploy/local/deps.sh installs it)"
+        self.log = tmp_path / f"{scenario}.log"
+        xml = (SCENARIOS / f"{scenario}.xml").read_text()
+        for k, v in (fill or {}).items():
+            xml = xml.replace(k, v)
+        (tmp_path / f"{scenario}.xml").write_text(xml)
+        self.proc = subprocess.Popen(
+            [SIPP, "-sf", str(tmp_path / f"{scenario}.xml"), "-trace_msg", "-message_file", str(tmp_path / "msgs.log"), "-i", "127.0.0.1", "-p", str(TRUNK_PORT),
+             "-m", "1", "-nostdin", "-timeout", "30s", "-trace_err", "-error_file", str(tmp_path / "sipp-err.log"),
+             *args],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), cwd=tmp_path)
+        time.sleep(0.3)  # its socket is bound
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+    def errors(self) -> str:
+        logs = [self.log.parent / n for n in ("sipp-err.log", "msgs.log")]
+        return (self.log.read_text() + "".join(x.read_text() for x in logs if x.exists()))[-6000:]
+
+
+def call_through(system, tmp_path, scenario, *args, digit=0, fill=None):
+    carrier = Carrier(tmp_path, scenario, *args, fill=fill)
+    p = system.new_project(pacing=600, **NO_LIMITS)
+    c = assert_accepted(p.api.create_call(phone(digit)))
+    final = wait_all_final(system, [c["id"]], timeout=40)[c["id"]]
+    call = p.api.get(f"/v1/calls/{c['id']}").json()
+    rc = carrier.wait()
+    return call, final, rc, carrier
+
+
+def details(call):
+    return " | ".join(f"{e['status']}: {e.get('detail') or ''}" for e in call["events"])
+
+
+def test_answered_then_the_callee_hangs_up(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "answer_callee_bye")
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "completed", details(call)
+    assert [e["status"] for e in call["events"]][-3:] == ["dialing", "connected", "completed"], details(call)
+    assert "BYE" in call["events"][-1]["detail"] and "callee" in call["events"][-1]["detail"]
+    assert call["duration_s"] is not None and call["duration_s"] >= 0
+
+
+def test_answered_then_we_hang_up(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "answer_we_bye")
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "completed", details(call)
+    assert "by us" in call["events"][-1]["detail"], details(call)
+    assert call["duration_s"] >= 2, call  # OUTDIAL_SIP_MAX_TALK_S
+
+
+@pytest.mark.parametrize("code,reason,final_state", [
+    (486, "Busy Here", "busy"),
+    (600, "Busy Everywhere", "busy"),
+    (404, "Not Found", "invalid_number"),
+    (484, "Address Incomplete", "invalid_number"),
+    (403, "Forbidden", "caller_id_unauthorized"),
+    (603, "Decline", "caller_id_unauthorized"),
+    (480, "Temporarily Unavailable", "no_answer"),
+    (503, "Service Unavailable", "provider_error"),
+    (488, "Not Acceptable Here", "provider_error"),   # unknown 4xx: by class
+    (699, "Whatever", "no_answer"),                   # unknown 6xx: by class
+])
+def test_final_answers_map_to_final_states(system, tmp_path, code, reason, final_state):
+    call, _, rc, carrier = call_through(system, tmp_path, "reject", fill={"CODE": str(code), "REASON": reason})
+    assert rc == 0, carrier.errors()     # the refusal was ACKed (sipp waited for it)
+    assert call["final_state"] == final_state, details(call)
+    assert f"SIP {code} {reason}" in call["events"][-1]["detail"], details(call)
+
+
+def test_ring_timeout_cancels(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "ring_timeout")
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "no_answer", details(call)
+    assert "ring timeout" in call["events"][-1]["detail"] and "487" in call["events"][-1]["detail"], details(call)
+
+
+def test_no_answer_at_all_is_timer_b(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "silent")
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "provider_error", details(call)
+    assert "Timer B" in call["events"][-1]["detail"], details(call)
+    # Timer A: sent at 0, T1, 3 T1, 7 T1, ... (T1 = 50 ms) until Timer B (64 T1): 7 copies, never a CANCEL
+    msgs = (tmp_path / "msgs.log").read_text()
+    assert msgs.count("INVITE sip:") == 7, msgs[-3000:]
+    assert "CANCEL sip:" not in msgs
+
+
+def test_digest_challenge_is_answered(system, tmp_path):
+    (tmp_path / "creds.csv").write_text(f"SEQUENTIAL\n{USER};{PASSWORD};\n")
+    call, _, rc, carrier = call_through(system, tmp_path, "auth", "-inf", str(tmp_path / "creds.csv"))
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "completed", details(call)   # a wrong answer would be 403
+
+
+def test_garbage_from_the_peer_never_crashes_the_dialer(system, tmp_path):
+    """Random datagrams, truncated and malformed SIP, responses to nothing and
+    requests for unknown calls at the dialer's SIP port: it stays up (same
+    process), answers what deserves an answer, and the next call completes."""
+    dialer = system.services["dialer"]
+    pid = dialer.pid
+    rnd = random.Random(7)
+    valid = ("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n"
+             "To: <sip:c@d>;tag=2\r\nCall-ID: nobody\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+    bye = valid.replace("SIP/2.0 200 OK", "BYE sip:outdial@127.0.0.1 SIP/2.0").replace("1 INVITE", "2 BYE")
+    payloads = [os.urandom(rnd.randint(1, 1400)) for _ in range(300)]
+    payloads += [valid[:i].encode() for i in range(0, len(valid), 7)]          # every truncation
+    payloads += [bytes(b ^ rnd.randint(0, 255) if rnd.random() < 0.05 else b for b in valid.encode()) for _ in range(300)]
+    payloads += [valid.replace("Content-Length: 0", "Content-Length: 99999").encode(),
+                 valid.replace("CSeq: 1 INVITE", "CSeq: 99999999999999999999 INVITE").encode(),
+                 valid.replace("SIP/2.0 200", "SIP/2.0 9999").encode(),
+                 ("X" * 60000).encode(), b"\r\n\r\n", b"\x00" * 100]
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    stranger.settimeout(0.5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # from the trunk's own address
+    sock.bind(("127.0.0.1", TRUNK_PORT))
+    sock.settimeout(2)
+    for data in payloads:
+        sock.sendto(data, ("127.0.0.1", DIALER_SIP_PORT))
+        stranger.sendto(data, ("127.0.0.1", DIALER_SIP_PORT))
+    stranger.sendto(bye.encode(), ("127.0.0.1", DIALER_SIP_PORT))
+    with pytest.raises(socket.timeout):
+        stranger.recv(65535)                                  # anyone but the trunk is not answered
+    stranger.close()
+    sock.sendto(bye.encode(), ("127.0.0.1", DIALER_SIP_PORT))
+    answer = b""
+    deadline = time.monotonic() + 5
+    while b"481" not in answer and time.monotonic() < deadline:
+        try:
+            answer = sock.recv(65535)
+        except socket.timeout:
+            break
+    assert answer.startswith(b"SIP/2.0 481"), answer[:200]   # a BYE for a call it does not know
+    sock.close()
+    call, _, rc, carrier = call_through(system, tmp_path, "answer_we_bye")
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "completed", details(call)
+    assert dialer.pid == pid and dialer.running(), "the dialer was restarted"
