@@ -29,6 +29,7 @@
 
 #include <openssl/evp.h>
 #include <osip2/osip.h>
+#include <osip2/osip_time.h>
 #include <osipparser2/osip_parser.h>
 
 #include "od/core.h"
@@ -396,6 +397,14 @@ static int digest_answer(provider_call_t *c, const osip_message_t *resp, const c
 
 /* ------------------------------------------------------------------ transactions */
 
+/* An osip transaction timer: `ms` long, from `now`. */
+static void arm(struct timeval *start, int *length, int ms, struct timeval now)
+{
+    *length = ms;
+    *start = now;
+    add_gettimeofday(start, ms);
+}
+
 static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_message_t *m)
 {
     osip_transaction_t *tr = NULL;
@@ -405,13 +414,16 @@ static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_mess
     }
     osip_transaction_set_your_instance(tr, c);
     c->ntrans++;
+    /* osip armed the timers with its default T1 (500 ms) at init: armed again with ours */
     int t1 = (int)c->sip->conf.t1_ms;
+    struct timeval now;
+    osip_gettimeofday(&now, NULL);
     if (type == ICT && tr->ict_context != NULL) {
-        tr->ict_context->timer_a_length = t1;
-        tr->ict_context->timer_b_length = 64 * t1;
+        arm(&tr->ict_context->timer_a_start, &tr->ict_context->timer_a_length, t1, now);
+        arm(&tr->ict_context->timer_b_start, &tr->ict_context->timer_b_length, 64 * t1, now);
     } else if (type == NICT && tr->nict_context != NULL) {
-        tr->nict_context->timer_e_length = t1;
-        tr->nict_context->timer_f_length = 64 * t1;
+        arm(&tr->nict_context->timer_e_start, &tr->nict_context->timer_e_length, t1, now);
+        arm(&tr->nict_context->timer_f_start, &tr->nict_context->timer_f_length, 64 * t1, now);
     }
     osip_transaction_add_event(tr, osip_new_outgoing_sipmessage(m));
     return 0;

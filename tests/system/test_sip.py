@@ -185,3 +185,48 @@ def test_garbage_from_the_peer_never_crashes_the_dialer(system, tmp_path):
     assert rc == 0, carrier.errors()
     assert call["final_state"] == "completed", details(call)
     assert dialer.pid == pid and dialer.running(), "the dialer was restarted"
+
+
+def invites(tmp_path) -> int:
+    return (tmp_path / "msgs.log").read_text().count("INVITE sip:")
+
+
+def test_a_200_retransmitted_after_the_ack_is_acked_again(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "ok_retransmitted")
+    assert rc == 0, carrier.errors()     # sipp got the second ACK, then our BYE
+    assert call["final_state"] == "completed", details(call)
+    assert [e["status"] for e in call["events"]].count("connected") == 1, details(call)
+
+
+def test_a_lost_first_invite_is_sent_again(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "first_invite_lost")
+    assert rc == 0, carrier.errors()
+    assert call["final_state"] == "completed", details(call)
+    assert invites(tmp_path) >= 3, carrier.errors()   # 0, T1, 3 T1, 7 T1 (T1 = 50 ms) within the 400 ms of silence
+
+
+def test_a_forked_answer_is_acked_and_hung_up(system, tmp_path):
+    call, _, rc, carrier = call_through(system, tmp_path, "forked")
+    assert rc == 0, carrier.errors()     # BYE for the second callee's dialog first, then ours
+    assert call["final_state"] == "completed", details(call)
+    assert [e["status"] for e in call["events"]].count("connected") == 1, details(call)
+
+
+def test_a_dialer_killed_mid_call_never_sends_a_second_invite(system, tmp_path):
+    """The call is up when the dialer is killed (-9) and started again: the
+    call ends internal_error when its lease runs out, and the carrier never
+    sees another INVITE for it (nor for anything else)."""
+    carrier = Carrier(tmp_path, "answer_hold")
+    p = system.new_project(pacing=600, **NO_LIMITS)
+    c = assert_accepted(p.api.create_call(phone(0)))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and p.api.get(f"/v1/calls/{c['id']}").json()["status"] != "connected":
+        time.sleep(0.1)
+    assert p.api.get(f"/v1/calls/{c['id']}").json()["status"] == "connected"
+    system.services["dialer"].restart(hard=True)
+    final = wait_all_final(system, [c["id"]], timeout=40)[c["id"]]
+    call = p.api.get(f"/v1/calls/{c['id']}").json()
+    assert call["final_state"] == "internal_error", details(call)
+    assert carrier.wait() == 0, carrier.errors()       # held 12 s after the answer: long past the lease
+    assert invites(tmp_path) == 1, carrier.errors()
+    assert final
