@@ -137,4 +137,7 @@ typedef struct provider_sip_conf {
 /** Creates the sip provider on `loop`; NULL with `errstr` filled when the settings are wrong or the socket fails. */
 provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, char *errstr, size_t errlen);
 
+/** The local UDP port of a sip provider (OUTDIAL_SIP_BIND with port 0 picks one). */
+int provider_sip_port(const provider_t *p);
+
 #endif

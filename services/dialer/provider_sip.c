@@ -994,6 +994,11 @@ static void sip_destroy(provider_t *p)
 
 static const provider_ops_t sip_ops = {"sip", sip_dial, sip_hangup, sip_destroy};
 
+int provider_sip_port(const provider_t *p)
+{
+    return ((const provider_sip_t *)p)->local_port;
+}
+
 /* "host:port" (IPv4, or [IPv6]) to an address; port default `dport`. */
 static int parse_hostport(const char *s, int dport, struct sockaddr_storage *out, char *host, size_t hostlen, int *port)
 {
