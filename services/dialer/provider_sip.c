@@ -911,7 +911,7 @@ static int sip_dial(provider_t *p, const provider_req_t *req, const provider_cbs
     /* never a callback from inside dial(): the INVITE goes out from the loop */
     if (!uv_is_active((uv_handle_t *)&sip->pace))
         uv_timer_start(&sip->pace, on_pace, 0, 0);
-    od_info("sip: dialing %s (Call-ID %s)", c->phone, c->call_id);
+    od_debug("sip: dialing %s (Call-ID %s)", c->phone, c->call_id);
     return 0;
 }
 
