@@ -110,7 +110,11 @@ static int accepts_gzip(h2o_iovec_t v)
             const char *q = p + n;
             while (q < stop && (*q == ';' || *q == ' ' || *q == '\t'))
                 q++;
-            if (!(stop - q >= 3 && strncasecmp(q, "q=0", 3) == 0 && strspn(q + 3, ".0") == (size_t)(stop - q - 3)))
+            /* q=0, q=0., q=0.0, ... (the value is not NUL-terminated: every read stays before `stop`) */
+            int zero = stop - q >= 3 && strncasecmp(q, "q=0", 3) == 0;
+            for (const char *z = q + 3; zero && z < stop && *z != ' ' && *z != '\t'; z++)
+                zero = *z == '.' || *z == '0';
+            if (!zero)
                 return 1;
         }
         p = comma != NULL ? comma + 1 : NULL;
