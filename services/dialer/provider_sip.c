@@ -338,10 +338,12 @@ static void md5_hex(const char *s, char out[33])
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* A challenge's parameter without its quotes, into buf ("" when absent). */
 static const char *unq(const char *s, char *buf, size_t n)
 {
+    buf[0] = '\0';
     if (s == NULL)
-        return "";
+        return buf;
     size_t len = strlen(s);
     if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
         snprintf(buf, n, "%.*s", (int)(len - 2), s + 1);
@@ -438,10 +440,12 @@ static int send_invite(provider_call_t *c, const char *auth_header, const char *
     if (m == NULL)
         return -1;
     if (auth_value != NULL) {
-        if (strcmp(auth_header, "Authorization") == 0)
-            osip_message_set_authorization(m, auth_value);
-        else
-            osip_message_set_proxy_authorization(m, auth_value);
+        int rc = strcmp(auth_header, "Authorization") == 0 ? osip_message_set_authorization(m, auth_value)
+                                                           : osip_message_set_proxy_authorization(m, auth_value);
+        if (rc != 0) {
+            osip_message_free(m);
+            return -1;
+        }
     }
     return start_transaction(c, ICT, m);
 }
