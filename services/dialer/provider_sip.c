@@ -1087,11 +1087,19 @@ provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, c
     osip_set_transport_error_callback(sip->osip, OSIP_NICT_TRANSPORT_ERROR, on_transport_error);
 
     int rc;
-    if ((rc = uv_udp_init(loop, &sip->udp)) != 0 ||
-        (rc = uv_udp_bind(&sip->udp, (const struct sockaddr *)&bind_addr, 0)) != 0) {
+    if ((rc = uv_udp_init(loop, &sip->udp)) != 0) {
+        snprintf(errstr, errlen, "SIP socket: %s", uv_strerror(rc));
+        osip_release(sip->osip);
+        goto fail;
+    }
+    if ((rc = uv_udp_bind(&sip->udp, (const struct sockaddr *)&bind_addr, 0)) != 0) {
         snprintf(errstr, errlen, "SIP socket on %s: %s", conf->bind, uv_strerror(rc));
         osip_release(sip->osip);
-        goto fail; /* (the handle, if initialised, is left to the loop's end) */
+        /* the loop knows the handle now: the memory goes once it is closed */
+        sip->closing = 1;
+        sip->udp.data = sip;
+        uv_close((uv_handle_t *)&sip->udp, on_sip_closed);
+        return NULL;
     }
     struct sockaddr_storage name;
     int namelen = sizeof(name);

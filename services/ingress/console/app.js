@@ -87,7 +87,8 @@ function go(hash) {
 function every(view, ms, load) {
   if (!view.isConnected) return;
   clearInterval(refresh);
-  refresh = setInterval(() => (view.isConnected ? load().catch(() => {}) : clearInterval(refresh)), ms);
+  const id = setInterval(() => (view.isConnected ? load().catch(() => {}) : clearInterval(id)), ms);
+  refresh = id;
 }
 
 // Replaces el's children; the element that had the focus in it gets it back
