@@ -261,12 +261,6 @@ static void via_of(provider_sip_t *sip, const char *branch, char *out, size_t n)
     snprintf(out, n, "SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s", sip->local_host, sip->local_port, branch);
 }
 
-static char *trunk_hostport(provider_sip_t *sip, char *out, size_t n)
-{
-    snprintf(out, n, "%s", sip->conf.trunk);
-    return out;
-}
-
 /* A request of the call: INVITE (cseq, new branch), CANCEL (the INVITE's
  * cseq and branch), ACK of a 2xx and BYE (in the dialog). */
 static osip_message_t *build_request(provider_call_t *c, const char *method, unsigned cseq, const char *branch,
@@ -275,7 +269,7 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
     provider_sip_t *sip = c->sip;
     osip_message_t *m = NULL;
     osip_uri_t *uri = NULL;
-    char buf[512], hp[128];
+    char buf[512];
     int in_dialog = to_tag != NULL && strcmp(method, "CANCEL") != 0;
     if (osip_message_init(&m) != 0)
         return NULL;
@@ -284,7 +278,7 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
     if (in_dialog && c->remote_target[0] != '\0')
         snprintf(buf, sizeof(buf), "%s", c->remote_target);
     else
-        snprintf(buf, sizeof(buf), "sip:%s@%s", c->phone, trunk_hostport(sip, hp, sizeof(hp)));
+        snprintf(buf, sizeof(buf), "sip:%s@%s", c->phone, sip->conf.trunk);
     if (osip_uri_init(&uri) != 0 || osip_uri_parse(uri, buf) != 0) {
         osip_uri_free(uri);
         osip_message_free(m);
@@ -297,9 +291,9 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
              c->from_tag);
     osip_message_set_from(m, buf);
     if (to_tag != NULL && in_dialog)
-        snprintf(buf, sizeof(buf), "<sip:%s@%s>;tag=%s", c->phone, trunk_hostport(sip, hp, sizeof(hp)), to_tag);
+        snprintf(buf, sizeof(buf), "<sip:%s@%s>;tag=%s", c->phone, sip->conf.trunk, to_tag);
     else
-        snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->phone, trunk_hostport(sip, hp, sizeof(hp)));
+        snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->phone, sip->conf.trunk);
     osip_message_set_to(m, buf);
     osip_message_set_call_id(m, c->call_id);
     snprintf(buf, sizeof(buf), "%u %s", cseq, method);
@@ -310,7 +304,7 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
         snprintf(buf, sizeof(buf), "<sip:outdial@%s:%d>", sip->local_host, sip->local_port);
         osip_message_set_contact(m, buf);
         if (c->caller[0] != '\0') {
-            snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->caller, trunk_hostport(sip, hp, sizeof(hp)));
+            snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->caller, sip->conf.trunk);
             osip_message_set_header(m, "P-Asserted-Identity", buf);
         }
         /* the offer: the conversation engine's media address, G.711 µ-law and A-law, telephone events */
@@ -450,26 +444,16 @@ static int send_invite(provider_call_t *c, const char *auth_header, const char *
     return start_transaction(c, ICT, m);
 }
 
-static void send_ack_2xx(provider_call_t *c, const char *to_tag)
+/* A request sent once, outside any transaction, in the dialog of `to_tag`:
+ * the ACK of a 2xx, or the BYE of a forked 2xx's dialog we do not keep. */
+static void send_once(provider_call_t *c, const char *method, unsigned cseq, const char *to_tag)
 {
     char branch[24];
     rand_hex(branch, 20);
-    osip_message_t *ack = build_request(c, "ACK", c->cseq, branch, to_tag);
-    if (ack != NULL) {
-        send_msg(c->sip, ack);
-        osip_message_free(ack);
-    }
-}
-
-/* A BYE outside any call state: a forked 2xx's dialog we do not keep. */
-static void send_bye_stray(provider_call_t *c, const char *to_tag)
-{
-    char branch[24];
-    rand_hex(branch, 20);
-    osip_message_t *bye = build_request(c, "BYE", c->cseq + 1, branch, to_tag);
-    if (bye != NULL) {
-        send_msg(c->sip, bye);
-        osip_message_free(bye);
+    osip_message_t *m = build_request(c, method, cseq, branch, to_tag);
+    if (m != NULL) {
+        send_msg(c->sip, m);
+        osip_message_free(m);
     }
 }
 
@@ -477,9 +461,9 @@ static void send_bye_stray(provider_call_t *c, const char *to_tag)
  * dialog (a second callee answered), ACKed and ended with a BYE. */
 static void ack_again(provider_call_t *c, const char *tag)
 {
-    send_ack_2xx(c, tag);
+    send_once(c, "ACK", c->cseq, tag);
     if (strcmp(tag, c->to_tag) != 0)
-        send_bye_stray(c, tag);
+        send_once(c, "BYE", c->cseq + 1, tag);
 }
 
 static void send_bye(provider_call_t *c)
@@ -535,7 +519,7 @@ static void answered(provider_call_t *c, const osip_message_t *resp)
         snprintf(c->remote_target, sizeof(c->remote_target), "%s", s);
         osip_free(s);
     }
-    send_ack_2xx(c, c->to_tag);
+    send_once(c, "ACK", c->cseq, c->to_tag);
     if (c->phase == PH_CANCELING) {
         /* answered while our CANCEL crossed it: the call is ours to end */
         c->phase = PH_UP;

@@ -218,24 +218,21 @@ test("API keys: issue one (shown once), use it, revoke it", async () => {
   await p.reload(); // the list, without the key shown
   await p.getByRole("button", { name: "Revoke browser-made" }).click();
   await p.locator("tr", { hasText: "browser-made" }).waitFor({ state: "detached" }); // the list shows active keys
-  let status = 0;
-  for (let i = 0; i < 50 && status !== 401; i++) { // revocation takes effect within the auth cache (2 s)
-    status = (await use()).status;
-    if (status !== 401) await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.equal(status, 401);
+  assert.equal(await untilStatus(use, 401), 401);
   await p.context().close();
 });
 
-// polls until the key's answer to GET /v1/calls is `want` (revocation reaches the auth cache within 2 s)
-async function keyAnswers(key, want) {
+// polls `request` until its answer's status is `want` (revocation takes effect within the auth cache, 2 s)
+async function untilStatus(request, want) {
   let status = 0;
   for (let i = 0; i < 50 && status !== want; i++) {
-    status = (await apiCall("GET", "/v1/calls?limit=1", undefined, key)).status;
+    status = (await request()).status;
     if (status !== want) await sleep(200);
   }
   return status;
 }
+
+const keyAnswers = (key, want) => untilStatus(() => apiCall("GET", "/v1/calls?limit=1", undefined, key), want);
 
 test("API keys: rotate issues a new key with the same scopes and revokes the old one", async () => {
   const p = await page();
