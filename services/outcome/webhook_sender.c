@@ -9,9 +9,7 @@
  *                    ▲                                                                     │ done
  *                    └──────────────────────── answers ◄───────────────────────────────────┘
  *
- * libcurl tells us which sockets to watch (socket callback → uv_poll) and
- * when to wake it (timer callback → uv_timer); both call
- * curl_multi_socket_action, after which finished transfers are collected.
+ * libcurl runs on the loop through od/curlm.h.
  * Every connection's address passes od_webhook_addr_forbidden first (the
  * open-socket callback), so a name that resolves to a private address at
  * send time is refused even if it was public at creation.
@@ -26,6 +24,7 @@
 #include <jansson.h>
 
 #include "od/core.h"
+#include "od/curlm.h"
 #include "od/log.h"
 #include "od/webhook.h"
 #include "outcome.h"
@@ -49,16 +48,9 @@ typedef struct wh_transfer {
     uint64_t started_ms;
 } wh_transfer_t;
 
-typedef struct wh_socket {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    wh_sender_t *s;
-} wh_socket_t;
-
 struct wh_sender {
     outcome_t *o;
-    CURLM *multi;
-    uv_timer_t curl_timer; /* libcurl's timeout */
+    od_curlm_t *multi;
     uv_timer_t poll_timer;  /* looks for due deliveries */
     uv_timer_t cycle_timer; /* a failed cycle again */
     wh_transfer_t *running; /* transfers running */
@@ -78,78 +70,6 @@ struct wh_sender {
 static const double latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15};
 
 static void cycle(wh_sender_t *s);
-
-/* ---- libcurl on libuv ---- */
-
-static void collect(wh_sender_t *s);
-
-static void on_poll(uv_poll_t *p, int status, int events)
-{
-    wh_socket_t *ws = p->data;
-    wh_sender_t *s = ws->s;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(s->multi, ws->fd, flags, &running);
-    collect(s);
-}
-
-static void on_socket_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    wh_sender_t *s = userp;
-    wh_socket_t *ws = socketp;
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (ws != NULL) {
-            uv_poll_stop(&ws->poll);
-            uv_close((uv_handle_t *)&ws->poll, on_socket_closed);
-            curl_multi_assign(s->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (ws == NULL) {
-        ws = od_calloc(1, sizeof(*ws));
-        ws->fd = fd;
-        ws->s = s;
-        if (uv_poll_init_socket(s->o->loop, &ws->poll, fd) != 0) {
-            free(ws);
-            return -1;
-        }
-        ws->poll.data = ws;
-        curl_multi_assign(s->multi, fd, ws);
-    }
-    int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    uv_poll_start(&ws->poll, events, on_poll);
-    return 0;
-}
-
-static void on_curl_timer_fire(uv_timer_t *t)
-{
-    wh_sender_t *s = t->data;
-    int running;
-    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    collect(s);
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    wh_sender_t *s = userp;
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&s->curl_timer);
-    else
-        uv_timer_start(&s->curl_timer, on_curl_timer_fire, (uint64_t)timeout_ms, 0);
-    return 0;
-}
 
 /* ---- one delivery ---- */
 
@@ -186,7 +106,7 @@ static void transfer_free(wh_transfer_t *t)
         t->s->running = t->next;
     if (t->next != NULL)
         t->next->prev = t->prev;
-    curl_multi_remove_handle(t->s->multi, t->easy);
+    od_curlm_remove(t->s->multi, t->easy);
     curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->headers);
     free(t->payload);
@@ -245,7 +165,7 @@ static int start(wh_sender_t *s, json_t *d)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     t->started_ms = uv_now(s->o->loop);
-    if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+    if (od_curlm_add(s->multi, e) != 0) {
         curl_easy_cleanup(e);
         curl_slist_free_all(t->headers);
         free(t->payload);
@@ -299,20 +219,12 @@ static void finished(wh_sender_t *s, wh_transfer_t *t, CURLcode rc)
     od_metric_set(s->m.inflight, s->inflight);
 }
 
-static void collect(wh_sender_t *s)
+static void on_done(void *arg, CURL *easy, CURLcode rc)
 {
-    CURLMsg *msg;
-    int left, done = 0;
-    while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        wh_transfer_t *t = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        finished(s, t, msg->data.result);
-        done++;
-    }
-    if (done > 0)
-        cycle(s);
+    wh_transfer_t *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    finished(arg, t, rc);
+    cycle(arg);
 }
 
 /* ---- PostgreSQL ---- */
@@ -350,11 +262,6 @@ static void on_cycled(void *arg, int status, PGresult *res)
             od_warn("webhooks: a delivery could not be started");
     }
     json_decref(list);
-    if (n > 0) {
-        int running;
-        curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        collect(s);
-    }
     /* a full lease may have left more due; answers may have come meanwhile */
     if ((n > 0 && (int64_t)n >= s->asked) || json_array_size(s->results) > 0)
         cycle(s);
@@ -449,13 +356,7 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     s->m.latency = od_histogram("outdial_webhook_attempt_seconds", NULL, "duration of a webhook attempt",
                                 latency_buckets, (int)OD_ARRAY_SIZE(latency_buckets));
 
-    s->multi = curl_multi_init();
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
-    uv_timer_init(o->loop, &s->curl_timer);
-    s->curl_timer.data = s;
+    s->multi = od_curlm_new(o->loop, on_done, s);
     uv_timer_init(o->loop, &s->cycle_timer);
     s->cycle_timer.data = s;
     uv_timer_init(o->loop, &s->poll_timer);
@@ -483,8 +384,7 @@ void outcome__webhooks_close(wh_sender_t *s)
     /* transfers still running (a drain that timed out) are dropped: their leases run out and another copy sends them */
     while (s->running != NULL)
         transfer_free(s->running);
-    curl_multi_cleanup(s->multi);
-    uv_close((uv_handle_t *)&s->curl_timer, NULL);
+    od_curlm_close(s->multi);
     uv_close((uv_handle_t *)&s->poll_timer, NULL);
     uv_close((uv_handle_t *)&s->cycle_timer, NULL);
     json_decref(s->results);
