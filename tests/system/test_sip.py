@@ -205,6 +205,33 @@ def test_a_lost_first_invite_is_sent_again(system, tmp_path):
     assert invites(tmp_path) >= 3, carrier.errors()   # 0, T1, 3 T1, 7 T1 (T1 = 50 ms) within the 400 ms of silence
 
 
+def test_a_lost_final_response_is_taken_when_sent_again(system, tmp_path):
+    call, final, rc, carrier = call_through(system, tmp_path, "lost_final")
+    assert rc == 0, carrier.errors()     # the ACK of the second 486 came back
+    assert final["final_state"] == "busy", details(call)
+    assert "SIP 486" in details(call)
+    assert invites(tmp_path) == 1, carrier.errors()  # the 100 stopped our retransmissions (RFC 3261 17.1.1.2)
+
+
+def test_lost_provisional_responses_make_us_send_the_invite_again(system, tmp_path):
+    call, final, rc, carrier = call_through(system, tmp_path, "lost_provisional")
+    assert rc == 0, carrier.errors()
+    assert final["final_state"] == "completed", details(call)
+    # nothing heard: the INVITE again at T1; the 180 to it stops the retransmissions (RFC 3261 17.1.1.2)
+    assert invites(tmp_path) == 2, carrier.errors()
+
+
+def test_a_lost_200_then_every_answer_to_our_bye_lost(system, tmp_path):
+    call, final, rc, carrier = call_through(system, tmp_path, "lost_ok")
+    assert rc == 0, carrier.errors()
+    assert final["final_state"] == "completed", details(call)
+    assert [e["status"] for e in call["events"]].count("connected") == 1, details(call)
+    assert (tmp_path / "msgs.log").read_text().count("ACK sip:") == 1, carrier.errors()
+    # Timer E until Timer F (64 T1 = 3.2 s): at 0, T1, then osip's 500 ms, 1 s steps (docs/sip.md)
+    assert (tmp_path / "msgs.log").read_text().count("BYE sip:") >= 4, carrier.errors()
+    assert "hung up by us (BYE unanswered)" in details(call)
+
+
 def test_a_forked_answer_is_acked_and_hung_up(system, tmp_path):
     call, _, rc, carrier = call_through(system, tmp_path, "forked")
     assert rc == 0, carrier.errors()     # BYE for the second callee's dialog first, then ours
