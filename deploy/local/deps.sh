@@ -37,7 +37,7 @@ PKGS=(
   libcurl4-openssl-dev uuid-dev libphonenumber-dev zlib1g-dev libosip2-dev sip-tester
   postgresql-15 postgresql-client-15 libpq-dev
   wrk kcat clang libclang-rt-14-dev
-  python3-pytest python3-requests
+  python3-pytest python3-requests python3-jsonschema
   chromium
 )
 

@@ -90,7 +90,7 @@ static void send_next(dcall_t *call)
 }
 
 /* The call ended (provider, or a failure before dialing): queue its final event. */
-static void end_call(dcall_t *call, const provider_result_t *res)
+void dialer__end_call(dcall_t *call, const provider_result_t *res)
 {
     dialer_t *d = call->d;
     call->state = DCALL_ENDED;
@@ -128,6 +128,8 @@ static void on_answered(void *arg)
     od_log(OD_LOG_DEBUG, call->id, "answered");
     push_event(call, OD_CALL_CONNECTED, "answered");
     send_next(call);
+    if (call->d->engine != NULL)
+        dialer__engine_start(call);
 }
 
 static void on_machine(void *arg)
@@ -138,7 +140,10 @@ static void on_machine(void *arg)
 
 static void on_ended(void *arg, const provider_result_t *res)
 {
-    end_call(arg, res);
+    dcall_t *call = arg;
+    call->handle = NULL;
+    if (call->d->engine == NULL || !dialer__engine_ended(call, res))
+        dialer__end_call(call, res);
 }
 
 static const provider_cbs_t dial_cbs = {on_ringing, on_answered, on_machine, on_ended};
@@ -170,7 +175,7 @@ void dialer__dial(dcall_t *call, const char *claim_json)
         /* the event needs a project id; the outcome service matches on the call id */
         snprintf(call->project_id, sizeof(call->project_id), "00000000-0000-0000-0000-000000000000");
         provider_result_t res = {OD_FINAL_INTERNAL_ERROR, OD_OUTCOME_NONE, -1, 0, "dialer: claim result unusable"};
-        end_call(call, &res);
+        dialer__end_call(call, &res);
         return;
     }
 
@@ -185,9 +190,9 @@ void dialer__dial(dcall_t *call, const char *claim_json)
     od_log(OD_LOG_INFO, call->id, "dialing %s (scenario %s, caller id %s)", phone, req.scenario ? req.scenario : "-",
            req.caller_id ? req.caller_id : "-");
     int rc = d->provider->ops->dial(d->provider, &req, &dial_cbs, call, &call->handle, err, sizeof(err));
-    json_decref(claim);
+    call->claim = claim; /* the engine session needs it after answer */
     if (rc != 0) {
         provider_result_t res = {OD_FINAL_PROVIDER_ERROR, OD_OUTCOME_NONE, -1, 0, err};
-        end_call(call, &res);
+        dialer__end_call(call, &res);
     }
 }

@@ -70,6 +70,7 @@ void dialer__call_free(dcall_t *call)
     d->ncalls--;
     od_metric_set(d->m.in_flight, d->ncalls);
     uv_close((uv_handle_t *)&call->timer, on_call_closed);
+    json_decref(call->claim);
     if (d->paused && !d->draining && d->ncalls < d->conf->max_calls) {
         d->paused = 0;
         od_kcons_resume(d->kcons);
@@ -114,6 +115,8 @@ static void on_drain_finish(uv_timer_t *t)
     d->kprod = NULL;
     dialer__lease_close(d);
     d->provider->ops->destroy(d->provider);
+    if (d->engine != NULL)
+        dialer__engine_close(d->engine);
     od_pg_close(d->pg);
     uv_close((uv_handle_t *)&d->drain_check, NULL);
     od_svc_done(d->svc, 0);
@@ -235,6 +238,10 @@ dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)
         d->provider = NULL;
     }
     if (d->provider == NULL) {
+        od_error("%s", err);
+        return NULL;
+    }
+    if (conf->engine_url[0] != '\0' && (d->engine = dialer__engine_new(d, err, sizeof(err))) == NULL) {
         od_error("%s", err);
         return NULL;
     }

@@ -18,6 +18,7 @@
 #ifndef OD_DIALER_H
 #define OD_DIALER_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -40,6 +41,10 @@ typedef struct dialer_conf {
     char *sip_media;     /**< OUTDIAL_SIP_MEDIA: "ip:port" */
     double sip_cps;
     int64_t sip_max_concurrent, sip_ring_timeout_s, sip_max_talk_s, sip_t1_ms;
+    char *engine_url;          /**< OUTDIAL_ENGINE_URL ("": no conversation engine) */
+    char *engine_token;        /**< OUTDIAL_ENGINE_TOKEN */
+    char *engine_callback_url; /**< OUTDIAL_ENGINE_CALLBACK_URL */
+    int64_t engine_timeout_ms; /**< OUTDIAL_ENGINE_TIMEOUT_MS */
 } dialer_conf_t;
 
 typedef enum dcall_state {
@@ -52,6 +57,19 @@ typedef enum dcall_state {
 #define DCALL_MAXEV 4 /* ringing, connected, final: events queued per call at most */
 
 typedef struct dialer dialer_t;
+typedef struct dialer_engine dialer_engine_t;
+typedef struct dialer_engine_req dialer_engine_req_t;
+
+/** Where a call's conversation engine session is (engine.c). */
+typedef enum engine_phase {
+    ENGINE_NONE,     /**< not answered, or no engine */
+    ENGINE_STARTING, /**< the session is being opened */
+    ENGINE_RUNNING,  /**< the engine has the call */
+    ENGINE_ENDING,   /**< the call ended first; the end notice is out */
+    ENGINE_OVER,     /**< no more requests: the report is in, or the session failed */
+} engine_phase_t;
+
+typedef enum engine_report { ENGINE_REPORT_NONE, ENGINE_REPORT_COMPLETED, ENGINE_REPORT_VOICEMAIL } engine_report_t;
 
 typedef struct dcall {
     dialer_t *d;
@@ -70,6 +88,19 @@ typedef struct dcall {
     od_call_event_t evq[DCALL_MAXEV];
     int nev;
     int ev_inflight;
+    json_t *claim;           /**< the claim's data (scenario, metadata, ...) from dial to slot free */
+    struct {
+        engine_phase_t phase;
+        dialer_engine_req_t *req; /**< the request to the engine out, if any */
+        char token[65];           /**< the session's report token */
+        engine_report_t report;
+        od_outcome_t outcome;
+        int goal;
+        char failed[256];         /**< why the session failed ("": it did not) */
+        od_final_state_t final_state; /**< the provider's result, kept while ENDING */
+        int64_t talk_ms;
+        char detail[256];
+    } eng;
 } dcall_t;
 
 struct dialer {
@@ -83,6 +114,7 @@ struct dialer {
     od_kcons_t *kcons;
     od_kprod_t *kprod;
     provider_t *provider;
+    dialer_engine_t *engine; /**< NULL without OUTDIAL_ENGINE_URL */
 
     dcall_t *calls; /**< every message from receipt to slot free */
     int ncalls;
@@ -128,6 +160,19 @@ void dialer__claim(dcall_t *call);
 /* dial.c */
 /** Dials a claimed call with the claim's data (JSON text from od_claim). */
 void dialer__dial(dcall_t *call, const char *claim_json);
+
+/** Ends a call with `res`: queues its final event. */
+void dialer__end_call(dcall_t *call, const provider_result_t *res);
+
+/* engine.c */
+/** Sets up the conversation engine client and the report route; NULL with `err` filled on a bad setting. */
+dialer_engine_t *dialer__engine_new(dialer_t *d, char *err, size_t errlen);
+/** Opens the engine session of an answered call (hangs it up if the engine will not take it). */
+void dialer__engine_start(dcall_t *call);
+/** The provider ended `call`: 0 if the engine has no part in it, else 1 and the engine ends it (now or later). */
+int dialer__engine_ended(dcall_t *call, const provider_result_t *res);
+/** Frees the engine client (every call has ended). */
+void dialer__engine_close(dialer_engine_t *e);
 
 /* lease.c */
 void dialer__lease_init(dialer_t *d);

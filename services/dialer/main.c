@@ -45,6 +45,17 @@ static const od_conf_item_t conf_table[] = {
                 "sip: answered calls are hung up (BYE) after this long (0: never)"),
     OD_CONF_INT(dialer_conf_t, sip_t1_ms, "OUTDIAL_SIP_T1_MS", "500", 10, 10000,
                 "sip: RFC 3261 T1 (retransmissions start at T1; Timers B and F are 64 x T1)"),
+    OD_CONF_STR(dialer_conf_t, engine_url, "OUTDIAL_ENGINE_URL", "",
+                "the conversation engine's base URL (proto/engine.md); sessions open at <url>/v1/sessions "
+                "(empty: none; the sim plays the engine)"),
+    OD_CONF_STR(dialer_conf_t, engine_token, "OUTDIAL_ENGINE_TOKEN", "",
+                "Bearer token sent to the conversation engine (never logged)"),
+    OD_CONF_STR(dialer_conf_t, engine_callback_url, "OUTDIAL_ENGINE_CALLBACK_URL", "",
+                "base URL at which the engine reaches this dialer's HTTP port for reports "
+                "(empty: http://<OUTDIAL_HTTP_HOST, 127.0.0.1 for 0.0.0.0>:<port>)"),
+    OD_CONF_INT(dialer_conf_t, engine_timeout_ms, "OUTDIAL_ENGINE_TIMEOUT_MS", "3000", 100, 60000,
+                "each request to the conversation engine (no answer in time: a session not opened is "
+                "internal_error; an end not confirmed ends without outcome)"),
 };
 
 int main(int argc, char **argv)

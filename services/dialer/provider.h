@@ -16,8 +16,10 @@
  *  - If dial() fails it returns a negative code, fills `errstr`, and never
  *    calls any callback.
  *
- * After answer the provider hands the session to the conversation engine,
- * which reports the outcome and goal in ended(); the `sim` provider plays both.
+ * After answer the dialer hands the session to the conversation engine
+ * (engine.c, proto/engine.md) with the media endpoints of media(); the
+ * engine's report decides the outcome. The `sim` provider plays both parts
+ * when no engine is configured.
  */
 #ifndef OD_DIALER_PROVIDER_H
 #define OD_DIALER_PROVIDER_H
@@ -58,6 +60,15 @@ typedef struct provider_cbs {
     void (*ended)(void *arg, const provider_result_t *res); /**< final; the handle is gone after this */
 } provider_cbs_t;
 
+/** Where the audio of an answered call flows (the session's media endpoints, for the conversation engine). */
+typedef struct provider_media {
+    const char *local_host;  /**< the conversation engine's media address we offered */
+    int local_port;
+    const char *remote_host; /**< the callee's side, from the answer ("" when it gave none) */
+    int remote_port;
+    const char *codec;       /**< the first codec of the answer, "PCMU", "PCMA" or the payload number ("" when none) */
+} provider_media_t;
+
 typedef struct provider_ops {
     const char *name;
     /**
@@ -69,6 +80,8 @@ typedef struct provider_ops {
                 provider_call_t **handle, char *errstr, size_t errlen);
     /** Hangs up a call not yet ended; ended() follows later from the loop. */
     void (*hangup)(provider_call_t *h);
+    /** The media endpoints of an answered call, valid until ended(); NULL op or NULL result: none (sim). */
+    const provider_media_t *(*media)(provider_call_t *h);
     /**
      * Frees the provider. Calls still in progress are dropped without any
      * further callback. Handles are closed asynchronously: run the loop after.

@@ -320,7 +320,7 @@ static void sim_destroy(provider_t *p)
         free(sim);
 }
 
-static const provider_ops_t sim_ops = {"sim", sim_dial, sim_hangup, sim_destroy};
+static const provider_ops_t sim_ops = {"sim", sim_dial, sim_hangup, NULL, sim_destroy};
 
 provider_t *provider_sim_new(uv_loop_t *loop, double time_scale, const char *dial_log, char *errstr, size_t errlen)
 {

@@ -31,6 +31,7 @@
 #include <osip2/osip.h>
 #include <osip2/osip_time.h>
 #include <osipparser2/osip_parser.h>
+#include <osipparser2/sdp_message.h>
 
 #include "od/core.h"
 #include "od/log.h"
@@ -61,6 +62,10 @@ struct provider_call {
     char phone[24];
     char caller[24];
     char remote_target[256]; /* Contact of the 2xx: where in-dialog requests go */
+    char media_host[64];     /* the callee's media address and first codec, from the 2xx's SDP */
+    char codec[16];
+    int media_port;
+    provider_media_t media;  /* what media() returns */
     unsigned cseq;           /* of the current INVITE */
     char branch[48];         /* of the current INVITE (CANCEL reuses it) */
     int auth_sent;           /* credentials sent once: a second challenge fails the call */
@@ -508,6 +513,35 @@ static void on_ring_timeout(uv_timer_t *t)
     run_osip(c->sip);
 }
 
+/* The callee's side of the media from the SDP answer of a 2xx: the
+ * connection address (the audio stream's own, else the session's), the
+ * audio port and the first payload. Missing parts stay empty: the call goes on. */
+static void read_answer_sdp(provider_call_t *c, const osip_message_t *resp)
+{
+    osip_body_t *body = NULL;
+    sdp_message_t *sdp = NULL;
+    if (osip_message_get_body(resp, 0, &body) < 0 || body == NULL || body->body == NULL ||
+        sdp_message_init(&sdp) != 0)
+        return;
+    if (sdp_message_parse(sdp, body->body) == 0) {
+        for (int i = 0; !sdp_message_endof_media(sdp, i); i++) {
+            const char *type = sdp_message_m_media_get(sdp, i), *port = sdp_message_m_port_get(sdp, i);
+            if (type == NULL || strcmp(type, "audio") != 0 || port == NULL)
+                continue;
+            const char *addr = sdp_message_c_addr_get(sdp, i, 0);
+            if (addr == NULL)
+                addr = sdp_message_c_addr_get(sdp, -1, 0);
+            snprintf(c->media_host, sizeof(c->media_host), "%s", addr != NULL ? addr : "");
+            c->media_port = atoi(port);
+            const char *pt = sdp_message_m_payload_get(sdp, i, 0);
+            snprintf(c->codec, sizeof(c->codec), "%s",
+                     pt == NULL ? "" : strcmp(pt, "0") == 0 ? "PCMU" : strcmp(pt, "8") == 0 ? "PCMA" : pt);
+            break;
+        }
+    }
+    sdp_message_free(sdp);
+}
+
 static void answered(provider_call_t *c, const osip_message_t *resp)
 {
     const char *tag = tag_of(resp->to);
@@ -528,6 +562,7 @@ static void answered(provider_call_t *c, const osip_message_t *resp)
     }
     c->phase = PH_UP;
     c->answered_ms = uv_now(c->sip->base.loop);
+    read_answer_sdp(c, resp);
     uv_timer_stop(&c->timer);
     if (c->sip->conf.max_talk_ms > 0)
         uv_timer_start(&c->timer, on_ring_timeout, c->sip->conf.max_talk_ms, 0);
@@ -980,7 +1015,16 @@ static void sip_destroy(provider_t *p)
     closed_one(sip);
 }
 
-static const provider_ops_t sip_ops = {"sip", sip_dial, sip_hangup, sip_destroy};
+static const provider_media_t *sip_media(provider_call_t *c)
+{
+    if (c->phase != PH_UP)
+        return NULL;
+    c->media = (provider_media_t){c->sip->conf.media_host, (int)c->sip->conf.media_port, c->media_host,
+                                  c->media_port, c->codec};
+    return &c->media;
+}
+
+static const provider_ops_t sip_ops = {"sip", sip_dial, sip_hangup, sip_media, sip_destroy};
 
 int provider_sip_port(const provider_t *p)
 {
