@@ -181,6 +181,7 @@ void dialer__dial(dcall_t *call, const char *claim_json)
 
     provider_req_t req = {
         .call_id = call->id,
+        .project_id = call->project_id,
         .phone = phone,
         .scenario = str_or_null(claim, "scenario"),
         .caller_id = str_or_null(claim, "caller_id"),

@@ -162,7 +162,8 @@ static char *topic(const char *prefix, const char *name)
     return b.base;
 }
 
-/* The sip provider from OUTDIAL_SIP_*: the password from the environment or its file. */
+/* The sip provider from OUTDIAL_SIP_*: the default trunk's password from the
+ * environment or its file, the named trunks from OUTDIAL_SIP_TRUNKS_FILE. */
 static provider_t *dialer__sip_provider(uv_loop_t *loop, const dialer_conf_t *conf, char *err, size_t errlen)
 {
     static char password[512];
@@ -177,25 +178,29 @@ static provider_t *dialer__sip_provider(uv_loop_t *loop, const dialer_conf_t *co
     snprintf(media_host, sizeof(media_host), "%.*s", (int)(colon - conf->sip_media), conf->sip_media);
     snprintf(password, sizeof(password), "%s", conf->sip_password);
     if (conf->sip_password_file[0] != '\0') {
-        FILE *f = fopen(conf->sip_password_file, "r");
-        if (f == NULL || fgets(password, sizeof(password), f) == NULL) {
-            snprintf(err, errlen, "OUTDIAL_SIP_PASSWORD_FILE %s: %s", conf->sip_password_file,
-                     f == NULL ? strerror(errno) : "empty");
-            if (f != NULL)
-                fclose(f);
+        char why[320];
+        if (provider_sip_read_secret(conf->sip_password_file, password, sizeof(password), why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "OUTDIAL_SIP_PASSWORD_FILE %s", why);
             return NULL;
         }
-        fclose(f);
-        password[strcspn(password, "\r\n")] = '\0';
     }
+    provider_sip_trunk_t *trunks = NULL;
+    size_t ntrunks = 0;
+    if (conf->sip_trunks_file[0] != '\0' &&
+        provider_sip_trunks_load(conf->sip_trunks_file, &trunks, &ntrunks, err, errlen) != 0)
+        return NULL;
     provider_sip_conf_t sc = {
         .trunk = conf->sip_trunk, .bind = conf->sip_bind, .contact_host = conf->sip_contact_host,
         .username = conf->sip_username, .password = password, .realm = conf->sip_realm,
         .media_host = media_host, .media_port = media_port, .cps = conf->sip_cps,
         .max_concurrent = conf->sip_max_concurrent, .ring_timeout_ms = conf->sip_ring_timeout_s * 1000,
         .max_talk_ms = conf->sip_max_talk_s * 1000, .t1_ms = conf->sip_t1_ms,
+        .trunks = trunks, .ntrunks = ntrunks,
     };
-    return provider_sip_new(loop, &sc, err, errlen);
+    provider_t *p = provider_sip_new(loop, &sc, err, errlen);
+    provider_sip_trunks_free(trunks, ntrunks); /* the provider keeps copies */
+    memset(password, 0, sizeof(password));
+    return p;
 }
 
 dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)

@@ -39,6 +39,7 @@ typedef struct dialer_conf {
     char *sim_dial_log;  /**< OUTDIAL_SIM_DIAL_LOG */
     char *sip_trunk, *sip_bind, *sip_contact_host, *sip_username, *sip_password, *sip_password_file, *sip_realm;
     char *sip_media;     /**< OUTDIAL_SIP_MEDIA: "ip:port" */
+    char *sip_trunks_file; /**< OUTDIAL_SIP_TRUNKS_FILE: the named trunks ("": none) */
     double sip_cps;
     int64_t sip_max_concurrent, sip_ring_timeout_s, sip_max_talk_s, sip_t1_ms;
     char *engine_url;          /**< OUTDIAL_ENGINE_URL ("": no conversation engine) */

@@ -36,6 +36,7 @@ typedef struct provider_call provider_call_t; /**< one dialed call, owned by the
 /** What to dial: the data of the claim. All borrowed for the duration of dial() only. */
 typedef struct provider_req {
     const char *call_id;
+    const char *project_id; /**< the call's project (UUID), or NULL; the sip provider picks a trunk by it */
     const char *phone;      /**< E.164 */
     const char *scenario;   /**< scenario IDN the conversation engine runs */
     const char *caller_id;  /**< verified caller ID to present, or NULL */
@@ -130,21 +131,42 @@ provider_t *provider_sim_new(uv_loop_t *loop, double time_scale, const char *dia
 
 /* ---- sip (provider_sip.c, docs/sip.md) ---- */
 
-/** The trunk and the SIP user agent's settings (OUTDIAL_SIP_*). */
+/**
+ * One SIP trunk: where calls go and the carrier's limits and credentials
+ * (docs/sip.md, Trunks). Strings and arrays are borrowed by
+ * provider_sip_new(), which copies them.
+ */
+typedef struct provider_sip_trunk {
+    const char *name;         /**< for logs and errors ("default": the OUTDIAL_SIP_* trunk) */
+    const char *address;      /**< "ip:port" (5060 when no port); UDP */
+    const char *username;     /**< digest credentials ("": none) */
+    const char *password;     /**< never logged */
+    const char *realm;        /**< "": the challenge's */
+    double cps;               /**< INVITEs per second toward the trunk */
+    int64_t max_concurrent;   /**< calls at once on the trunk (queued beyond) */
+    char **projects;          /**< project UUIDs (lower case) whose calls take this trunk */
+    size_t nprojects;
+    char **caller_ids;        /**< E.164 caller IDs whose calls take this trunk (before projects) */
+    size_t ncaller_ids;
+} provider_sip_trunk_t;
+
+/** The SIP user agent's settings (OUTDIAL_SIP_*) and its trunks. */
 typedef struct provider_sip_conf {
-    const char *trunk;        /**< the trunk's "ip:port" (5060 when no port) */
+    const char *trunk;        /**< the default trunk's "ip:port" (5060 when no port); NULL or "": no default trunk */
     const char *bind;         /**< local "ip:port" of the UDP socket (port 0: any) */
     const char *contact_host; /**< the address put in Via and Contact ("": the bind address, 127.0.0.1 for 0.0.0.0) */
-    const char *username;     /**< digest credentials ("": none) */
+    const char *username;     /**< the default trunk's digest credentials ("": none) */
     const char *password;
     const char *realm;        /**< "": the challenge's */
     const char *media_host;   /**< the conversation engine's media address, offered in the SDP */
     int64_t media_port;
-    double cps;               /**< INVITEs per second toward the trunk */
-    int64_t max_concurrent;   /**< calls at once on the trunk (queued beyond) */
+    double cps;               /**< INVITEs per second toward the default trunk */
+    int64_t max_concurrent;   /**< calls at once on the default trunk (queued beyond) */
     int64_t ring_timeout_ms;  /**< INVITE sent → CANCEL when not answered */
     int64_t max_talk_ms;      /**< answered → BYE (0: no limit) */
     int64_t t1_ms;            /**< RFC 3261 T1 (Timer A starts at T1, Timers B and F are 64 × T1) */
+    const provider_sip_trunk_t *trunks; /**< the named trunks (OUTDIAL_SIP_TRUNKS_FILE), selected per call */
+    size_t ntrunks;
 } provider_sip_conf_t;
 
 /** Creates the sip provider on `loop`; NULL with `errstr` filled when the settings are wrong or the socket fails. */
@@ -152,5 +174,42 @@ provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, c
 
 /** The local UDP port of a sip provider (OUTDIAL_SIP_BIND with port 0 picks one). */
 int provider_sip_port(const provider_t *p);
+
+/* ---- sip trunks (sip_trunks.c, docs/sip.md "Trunks") ---- */
+
+/**
+ * Reads the trunks file (OUTDIAL_SIP_TRUNKS_FILE) into *trunks (an array of
+ * *ntrunks, owned by the caller: free with provider_sip_trunks_free). Each
+ * trunk's password comes from the environment variable of its `password_env`
+ * or the first line of its `password_file`. Returns 0, or -1 with one line
+ * in `errstr` naming the file and the trunk, and never a password.
+ */
+int provider_sip_trunks_load(const char *path, provider_sip_trunk_t **trunks, size_t *ntrunks, char *errstr,
+                             size_t errlen);
+
+/** Frees what provider_sip_trunks_load() returned (NULL is fine). */
+void provider_sip_trunks_free(provider_sip_trunk_t *trunks, size_t ntrunks);
+
+/**
+ * The trunk of a call: the one listing its caller ID, else the one listing
+ * its project, else -1 (the default trunk, if there is one). Either may be NULL.
+ */
+int provider_sip_trunk_select(const provider_sip_trunk_t *trunks, size_t ntrunks, const char *project_id,
+                              const char *caller_id);
+
+/**
+ * The first line of the file at `path` (without its line end) into `out`:
+ * a secret such as a password. Returns 0, or -1 with `errstr` filled (the
+ * path and the system's reason, never the content).
+ */
+int provider_sip_read_secret(const char *path, char *out, size_t outlen, char *errstr, size_t errlen);
+
+/**
+ * "ip:port" (IPv4, or [IPv6]:port) to an address; the port is `dport` when
+ * absent. `host` (may be NULL) gets the IP as written. 0, or -1 when it is
+ * not an IP address and port (names are not resolved).
+ */
+int provider_sip__hostport(const char *s, int dport, struct sockaddr_storage *out, char *host, size_t hostlen,
+                           int *port);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * The `sip` provider (DESIGN §4, docs/sip.md): a SIP user agent client toward
- * one trunk, over UDP, on the dialer's loop. libosip2 parses and prints the
+ * its trunks, over UDP, on the dialer's loop. libosip2 parses and prints the
  * messages and runs the INVITE and non-INVITE client transactions (ICT,
  * NICT: retransmissions, Timers A/B/D/E/F/K); the socket, the timers that
  * drive osip's, the dialogs, the ACK of a 2xx, digest authentication, CANCEL
@@ -20,6 +20,13 @@
  * because our ACK was lost, a forked 2xx from a second callee) are matched to
  * their call by Call-ID: the first is ACKed again, the second ACKed and sent
  * a BYE. Requests for calls we do not know get 481.
+ *
+ * Trunks: the default one (OUTDIAL_SIP_TRUNK) and the named ones of the
+ * trunks file. dial() picks the call's trunk (caller ID, then project, then
+ * the default); the trunk keeps the call's queue, pace and slots, its
+ * credentials and its address. One socket serves them all: a datagram is
+ * taken only from a trunk's address, and one about a call only from that
+ * call's trunk.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,7 +47,7 @@
 #define SIP_MAX_DATAGRAM 65535
 
 typedef enum sip_phase {
-    PH_QUEUED,    /* waiting for the trunk's limits (sip->queue) */
+    PH_QUEUED,    /* waiting for the trunk's limits (trunk->queue) */
     PH_INVITING,  /* INVITE sent, no final answer yet */
     PH_CANCELING, /* CANCEL sent: waiting for the INVITE's final answer (487) */
     PH_UP,        /* 2xx ACKed: the conversation */
@@ -50,9 +57,21 @@ typedef enum sip_phase {
 
 typedef struct provider_sip provider_sip_t;
 
+/* One trunk: where its calls go, and its limits. */
+typedef struct sip_trunk {
+    provider_sip_t *sip;
+    const provider_sip_trunk_t *conf; /* sip->tconf[i]: the provider's own copy */
+    struct sockaddr_storage addr;
+    uv_timer_t pace;                  /* releases queued calls at the trunk's rate */
+    provider_call_t *queue, *queue_tail; /* QUEUED calls, newest first */
+    int active;                       /* calls holding a slot of the trunk (INVITING .. BYE) */
+    uint64_t last_invite_ms;
+} sip_trunk_t;
+
 struct provider_call {
     provider_sip_t *sip;
-    struct provider_call *prev, *next; /* sip->calls (or sip->queue while QUEUED) */
+    sip_trunk_t *trunk;                /* chosen at dial() */
+    struct provider_call *prev, *next; /* sip->calls (or trunk->queue while QUEUED) */
     const provider_cbs_t *cbs;
     void *arg;
     sip_phase_t phase;
@@ -87,21 +106,20 @@ struct provider_sip {
     provider_sip_conf_t conf;
     osip_t *osip;
     uv_udp_t udp;
-    struct sockaddr_storage trunk;
+    provider_sip_trunk_t *tconf; /* the named trunks' settings [0, nnamed), then the default's */
+    sip_trunk_t *trunks;     /* the same order; ntrunks in use (the default last, if there is one) */
+    size_t nnamed, ntrunks;
+    sip_trunk_t *dflt;       /* calls no named trunk selects (NULL: they fail) */
     char local_host[64];
     int local_port;
     uv_timer_t tick;         /* drives osip's timers */
-    uv_timer_t pace;         /* releases queued calls at the trunk's rate */
     provider_call_t *calls;  /* INVITING .. DONE */
-    provider_call_t *queue, *queue_tail;
-    int active;              /* calls holding a trunk slot (INVITING .. BYE) */
-    uint64_t last_invite_ms;
     osip_transaction_t **dead; /* transactions killed during an execute: freed after it */
     size_t ndead, cap_dead;
     uint64_t seq;
     int closing;             /* handles still closing in destroy */
     int destroyed;
-    uint64_t stray;          /* datagrams from anyone but the trunk, dropped */
+    uint64_t stray;          /* datagrams from anyone but the trunks (or about a call, from another trunk), dropped */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -149,24 +167,24 @@ static provider_call_t *find_call(provider_sip_t *sip, const osip_message_t *m)
     return NULL;
 }
 
-static int send_raw(provider_sip_t *sip, const char *buf, size_t len)
+static int send_raw(sip_trunk_t *t, const char *buf, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-    int rc = uv_udp_try_send(&sip->udp, &b, 1, (const struct sockaddr *)&sip->trunk);
+    int rc = uv_udp_try_send(&t->sip->udp, &b, 1, (const struct sockaddr *)&t->addr);
     if (rc < 0) {
-        od_warn("sip: send to the trunk failed: %s", uv_strerror(rc));
+        od_warn("sip: send to trunk %s failed: %s", t->conf->name, uv_strerror(rc));
         return -1;
     }
     return 0;
 }
 
-static int send_msg(provider_sip_t *sip, osip_message_t *m)
+static int send_msg(sip_trunk_t *t, osip_message_t *m)
 {
     char *buf = NULL;
     size_t len = 0;
     if (osip_message_to_str(m, &buf, &len) != 0)
         return -1;
-    int rc = send_raw(sip, buf, len);
+    int rc = send_raw(t, buf, len);
     osip_free(buf);
     return rc;
 }
@@ -272,6 +290,7 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
                                      const char *to_tag)
 {
     provider_sip_t *sip = c->sip;
+    const char *trunk = c->trunk->conf->address;
     osip_message_t *m = NULL;
     osip_uri_t *uri = NULL;
     char buf[512];
@@ -283,7 +302,7 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
     if (in_dialog && c->remote_target[0] != '\0')
         snprintf(buf, sizeof(buf), "%s", c->remote_target);
     else
-        snprintf(buf, sizeof(buf), "sip:%s@%s", c->phone, sip->conf.trunk);
+        snprintf(buf, sizeof(buf), "sip:%s@%s", c->phone, trunk);
     if (osip_uri_init(&uri) != 0 || osip_uri_parse(uri, buf) != 0) {
         osip_uri_free(uri);
         osip_message_free(m);
@@ -296,9 +315,9 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
              c->from_tag);
     osip_message_set_from(m, buf);
     if (to_tag != NULL && in_dialog)
-        snprintf(buf, sizeof(buf), "<sip:%s@%s>;tag=%s", c->phone, sip->conf.trunk, to_tag);
+        snprintf(buf, sizeof(buf), "<sip:%s@%s>;tag=%s", c->phone, trunk, to_tag);
     else
-        snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->phone, sip->conf.trunk);
+        snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->phone, trunk);
     osip_message_set_to(m, buf);
     osip_message_set_call_id(m, c->call_id);
     snprintf(buf, sizeof(buf), "%u %s", cseq, method);
@@ -309,7 +328,7 @@ static osip_message_t *build_request(provider_call_t *c, const char *method, uns
         snprintf(buf, sizeof(buf), "<sip:outdial@%s:%d>", sip->local_host, sip->local_port);
         osip_message_set_contact(m, buf);
         if (c->caller[0] != '\0') {
-            snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->caller, sip->conf.trunk);
+            snprintf(buf, sizeof(buf), "<sip:%s@%s>", c->caller, trunk);
             osip_message_set_header(m, "P-Asserted-Identity", buf);
         }
         /* the offer: the conversation engine's media address, G.711 µ-law and A-law, telephone events */
@@ -357,13 +376,13 @@ static const char *unq(const char *s, char *buf, size_t n)
  * one we can answer (no MD5, no credentials). */
 static int digest_answer(provider_call_t *c, const osip_message_t *resp, const char *uri, char *out, size_t n)
 {
-    provider_sip_t *sip = c->sip;
+    const provider_sip_trunk_t *tc = c->trunk->conf; /* each trunk its own credentials */
     osip_www_authenticate_t *ch = NULL;
     if (resp->status_code == 401)
         osip_message_get_www_authenticate(resp, 0, &ch);
     else
         osip_message_get_proxy_authenticate(resp, 0, &ch);
-    if (ch == NULL || sip->conf.username[0] == '\0')
+    if (ch == NULL || tc->username[0] == '\0')
         return -1;
     char realm[128], nonce[256], opaque[256], qop[64], alg[32];
     unq(osip_www_authenticate_get_realm(ch), realm, sizeof(realm));
@@ -374,8 +393,7 @@ static int digest_answer(provider_call_t *c, const osip_message_t *resp, const c
     if (alg[0] != '\0' && strcasecmp(alg, "MD5") != 0)
         return -1;
     char a1[512], a2[512], ha1[33], ha2[33], resp_hex[33], tmp[1024], cnonce[17];
-    snprintf(a1, sizeof(a1), "%s:%s:%s", sip->conf.username, sip->conf.realm[0] ? sip->conf.realm : realm,
-             sip->conf.password);
+    snprintf(a1, sizeof(a1), "%s:%s:%s", tc->username, tc->realm[0] ? tc->realm : realm, tc->password);
     md5_hex(a1, ha1);
     snprintf(a2, sizeof(a2), "INVITE:%s", uri);
     md5_hex(a2, ha2);
@@ -388,7 +406,7 @@ static int digest_answer(provider_call_t *c, const osip_message_t *resp, const c
     md5_hex(tmp, resp_hex);
     int len = snprintf(out, n, "Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", response=\"%s\", "
                                "algorithm=MD5",
-                       sip->conf.username, realm, nonce, uri, resp_hex);
+                       tc->username, realm, nonce, uri, resp_hex);
     if (use_qop)
         len += snprintf(out + len, n - (size_t)len, ", qop=auth, nc=00000001, cnonce=\"%s\"", cnonce);
     if (opaque[0] != '\0')
@@ -457,7 +475,7 @@ static void send_once(provider_call_t *c, const char *method, unsigned cseq, con
     rand_hex(branch, 20);
     osip_message_t *m = build_request(c, method, cseq, branch, to_tag);
     if (m != NULL) {
-        send_msg(c->sip, m);
+        send_msg(c->trunk, m);
         osip_message_free(m);
     }
 }
@@ -618,7 +636,7 @@ static void on_ict_final(int type, osip_transaction_t *tr, osip_message_t *m)
     const char *reason = m->reason_phrase != NULL ? m->reason_phrase : "";
     if ((code == 401 || code == 407) && c->phase == PH_INVITING && !c->auth_sent) {
         char uri[256], auth[1024];
-        snprintf(uri, sizeof(uri), "sip:%s@%s", c->phone, c->sip->conf.trunk);
+        snprintf(uri, sizeof(uri), "sip:%s@%s", c->phone, c->trunk->conf->address);
         if (digest_answer(c, m, uri, auth, sizeof(auth)) == 0) {
             c->auth_sent = 1;
             c->cseq++;
@@ -703,10 +721,9 @@ static int on_send(osip_transaction_t *tr, osip_message_t *m, char *host, int po
 {
     (void)host, (void)port, (void)sock;
     provider_call_t *c = osip_transaction_get_your_instance(tr);
-    provider_sip_t *sip = c != NULL ? c->sip : NULL;
-    if (sip == NULL)
+    if (c == NULL)
         return -1;
-    return send_msg(sip, m) == 0 ? 0 : -1;
+    return send_msg(c->trunk, m) == 0 ? 0 : -1;
 }
 
 /* Runs osip's queued events, then frees the transactions that ended. */
@@ -741,7 +758,7 @@ static void on_tick(uv_timer_t *t)
 
 /* ------------------------------------------------------------------ requests from the trunk */
 
-static void reply(provider_sip_t *sip, const osip_message_t *req, int code, const char *reason)
+static void reply(sip_trunk_t *t, const osip_message_t *req, int code, const char *reason)
 {
     osip_message_t *r = NULL;
     if (osip_message_init(&r) != 0)
@@ -754,37 +771,36 @@ static void reply(provider_sip_t *sip, const osip_message_t *req, int code, cons
     osip_to_clone(req->to, &r->to);
     osip_call_id_clone(req->call_id, &r->call_id);
     osip_cseq_clone(req->cseq, &r->cseq);
-    send_msg(sip, r);
+    send_msg(t, r);
     osip_message_free(r);
 }
 
-static void on_request(provider_sip_t *sip, osip_message_t *m)
+/* A request from trunk `t`; `c` is its call (NULL: none, or another trunk's). */
+static void on_request(sip_trunk_t *t, provider_call_t *c, osip_message_t *m)
 {
-    provider_call_t *c = find_call(sip, m);
     if (MSG_IS_ACK(m))
         return;
     if (MSG_IS_BYE(m)) {
         if (c == NULL) {
-            reply(sip, m, 481, "Call/Transaction Does Not Exist");
+            reply(t, m, 481, "Call/Transaction Does Not Exist");
             return;
         }
-        reply(sip, m, 200, "OK");
+        reply(t, m, 200, "OK");
         if (c->phase == PH_UP || c->phase == PH_BYE)
             finish(c, OD_FINAL_COMPLETED, "hung up by the callee (BYE)");
         return;
     }
     if (MSG_IS_OPTIONS(m)) {
-        reply(sip, m, 200, "OK");
+        reply(t, m, 200, "OK");
         return;
     }
-    reply(sip, m, c == NULL ? 481 : 501, c == NULL ? "Call/Transaction Does Not Exist" : "Not Implemented");
+    reply(t, m, c == NULL ? 481 : 501, c == NULL ? "Call/Transaction Does Not Exist" : "Not Implemented");
 }
 
 /* A response that no transaction took: a 2xx retransmitted after our ACK,
  * or a forked 2xx, after the INVITE transaction ended. */
-static void on_stray_response(provider_sip_t *sip, osip_message_t *m)
+static void on_stray_response(provider_call_t *c, osip_message_t *m)
 {
-    provider_call_t *c = find_call(sip, m);
     if (c == NULL || !MSG_IS_STATUS_2XX(m) || m->cseq == NULL || m->cseq->method == NULL ||
         strcmp(m->cseq->method, "INVITE") != 0)
         return;
@@ -805,6 +821,15 @@ static int same_addr(const struct sockaddr *a, const struct sockaddr *b)
     return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
+/* The first trunk at `from` (trunks may share an address: they differ by credentials). */
+static sip_trunk_t *trunk_at(provider_sip_t *sip, const struct sockaddr *from)
+{
+    for (size_t i = 0; i < sip->ntrunks; i++)
+        if (same_addr(from, (const struct sockaddr *)&sip->trunks[i].addr))
+            return &sip->trunks[i];
+    return NULL;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h, (void)suggested;
@@ -818,8 +843,9 @@ static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struc
     (void)flags;
     if (n <= 0 || from == NULL)
         return;
-    if (!same_addr(from, (const struct sockaddr *)&sip->trunk)) {
-        /* only the trunk speaks to us: anyone else could hang up calls with a forged BYE */
+    sip_trunk_t *t = trunk_at(sip, from);
+    if (t == NULL) {
+        /* only the trunks speak to us: anyone else could hang up calls with a forged BYE */
         sip->stray++;
         return;
     }
@@ -837,11 +863,21 @@ static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struc
         osip_event_free(evt);
         return;
     }
+    provider_call_t *c = find_call(sip, m);
+    if (c != NULL && !same_addr(from, (const struct sockaddr *)&c->trunk->addr)) {
+        /* about a call of another trunk: that trunk alone may end or answer it */
+        sip->stray++;
+        c = NULL;
+        if (!MSG_IS_REQUEST(m)) {
+            osip_event_free(evt);
+            return;
+        }
+    }
     if (MSG_IS_REQUEST(m)) {
-        on_request(sip, m);
+        on_request(t, c, m);
         osip_event_free(evt);
     } else if (osip_find_transaction_and_add_event(sip->osip, evt) != 0) {
-        on_stray_response(sip, m);
+        on_stray_response(c, m);
         osip_event_free(evt);
     }
     run_osip(sip);
@@ -851,45 +887,46 @@ static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struc
 
 static void release_slot(provider_call_t *c)
 {
-    provider_sip_t *sip = c->sip;
+    sip_trunk_t *t = c->trunk;
     if (c->phase == PH_QUEUED) {
         /* never sent: out of the queue */
-        if (c == sip->queue_tail)
-            sip->queue_tail = c->prev;
-        list_remove(&sip->queue, c);
-        list_push(&sip->calls, c);
+        if (c == t->queue_tail)
+            t->queue_tail = c->prev;
+        list_remove(&t->queue, c);
+        list_push(&c->sip->calls, c);
         return;
     }
-    if (c->phase != PH_DONE && sip->active > 0)
-        sip->active--;
-    if (sip->queue != NULL && !uv_is_active((uv_handle_t *)&sip->pace))
-        uv_timer_start(&sip->pace, on_pace, 0, 0);
+    if (c->phase != PH_DONE && t->active > 0)
+        t->active--;
+    if (t->queue != NULL && !uv_is_active((uv_handle_t *)&t->pace))
+        uv_timer_start(&t->pace, on_pace, 0, 0);
 }
 
-static void pump(provider_sip_t *sip);
+static void pump(sip_trunk_t *t);
 
-static void on_pace(uv_timer_t *t)
+static void on_pace(uv_timer_t *timer)
 {
-    pump(t->data);
+    pump(timer->data);
 }
 
-/* Sends queued INVITEs while the trunk's concurrency and rate allow. */
-static void pump(provider_sip_t *sip)
+/* Sends the trunk's queued INVITEs while its concurrency and rate allow. */
+static void pump(sip_trunk_t *t)
 {
-    uv_timer_stop(&sip->pace);
-    uint64_t gap = sip->conf.cps > 0 ? (uint64_t)(1000.0 / sip->conf.cps) : 0;
-    while (sip->queue_tail != NULL && sip->active < sip->conf.max_concurrent) {
+    provider_sip_t *sip = t->sip;
+    uv_timer_stop(&t->pace);
+    uint64_t gap = t->conf->cps > 0 ? (uint64_t)(1000.0 / t->conf->cps) : 0;
+    while (t->queue_tail != NULL && t->active < t->conf->max_concurrent) {
         uint64_t now = uv_now(sip->base.loop);
-        if (sip->last_invite_ms != 0 && now < sip->last_invite_ms + gap) {
-            uv_timer_start(&sip->pace, on_pace, sip->last_invite_ms + gap - now, 0);
+        if (t->last_invite_ms != 0 && now < t->last_invite_ms + gap) {
+            uv_timer_start(&t->pace, on_pace, t->last_invite_ms + gap - now, 0);
             return;
         }
-        provider_call_t *c = sip->queue_tail; /* oldest first */
-        sip->queue_tail = c->prev;
-        list_remove(&sip->queue, c);
+        provider_call_t *c = t->queue_tail; /* oldest first */
+        t->queue_tail = c->prev;
+        list_remove(&t->queue, c);
         list_push(&sip->calls, c);
-        sip->active++;
-        sip->last_invite_ms = now;
+        t->active++;
+        t->last_invite_ms = now;
         c->phase = PH_INVITING;
         c->cseq = 1;
         if (send_invite(c, NULL, NULL) != 0) {
@@ -912,8 +949,17 @@ static int sip_dial(provider_t *p, const provider_req_t *req, const provider_cbs
         snprintf(errstr, errlen, "bad phone");
         return -1;
     }
+    int i = provider_sip_trunk_select(sip->tconf, sip->nnamed, req->project_id, req->caller_id);
+    sip_trunk_t *t = i >= 0 ? &sip->trunks[i] : sip->dflt;
+    if (t == NULL) {
+        snprintf(errstr, errlen, "sip: no trunk for project %s or caller ID %s, and no default trunk (OUTDIAL_SIP_TRUNK "
+                 "is empty)", req->project_id != NULL ? req->project_id : "-",
+                 req->caller_id != NULL && req->caller_id[0] != '\0' ? req->caller_id : "-");
+        return -1;
+    }
     provider_call_t *c = od_calloc(1, sizeof(*c));
     c->sip = sip;
+    c->trunk = t;
     c->cbs = cbs;
     c->arg = arg;
     c->phase = PH_QUEUED;
@@ -926,15 +972,15 @@ static int sip_dial(provider_t *p, const provider_req_t *req, const provider_cbs
     c->call_id[sizeof(c->call_id) - 1] = '\0';
     uv_timer_init(sip->base.loop, &c->timer);
     c->timer.data = c;
-    list_push(&sip->queue, c);
-    if (sip->queue_tail == NULL)
-        sip->queue_tail = c;
+    list_push(&t->queue, c);
+    if (t->queue_tail == NULL)
+        t->queue_tail = c;
     sip->seq++;
     *handle = c;
     /* never a callback from inside dial(): the INVITE goes out from the loop */
-    if (!uv_is_active((uv_handle_t *)&sip->pace))
-        uv_timer_start(&sip->pace, on_pace, 0, 0);
-    od_debug("sip: dialing %s (Call-ID %s)", c->phone, c->call_id);
+    if (!uv_is_active((uv_handle_t *)&t->pace))
+        uv_timer_start(&t->pace, on_pace, 0, 0);
+    od_debug("sip: dialing %s through trunk %s (Call-ID %s)", c->phone, t->conf->name, c->call_id);
     return 0;
 }
 
@@ -957,13 +1003,14 @@ static void sip_hangup(provider_call_t *c)
     run_osip(c->sip);
 }
 
-/* Every handle closed by destroy (the provider's and its calls' timers) counts down sip->closing; the last frees it. */
+/* Every handle closed by destroy (the provider's, its trunks' and its calls' timers) counts down sip->closing; the last frees it. */
 static void free_sip(provider_sip_t *sip)
 {
-    const char *own[] = {sip->conf.trunk, sip->conf.bind, sip->conf.contact_host, sip->conf.username,
-                         sip->conf.password, sip->conf.realm, sip->conf.media_host};
+    const char *own[] = {sip->conf.bind, sip->conf.contact_host, sip->conf.media_host};
     for (size_t i = 0; i < OD_ARRAY_SIZE(own); i++)
         free((void *)own[i]);
+    provider_sip_trunks_free(sip->tconf, sip->nnamed + 1);
+    free(sip->trunks);
     free(sip->dead);
     free(sip);
 }
@@ -1000,18 +1047,24 @@ static void sip_destroy(provider_t *p)
         osip_transaction_free2(sip->dead[i]);
     sip->ndead = 0;
     osip_release(sip->osip);
-    provider_call_t *lists[2] = {sip->queue, sip->calls};
-    for (int i = 0; i < 2; i++)
-        for (provider_call_t *c = lists[i]; c != NULL; c = c->next) {
+    for (size_t i = 0; i <= sip->ntrunks; i++) {
+        /* every trunk's queue, then the calls past it */
+        provider_call_t *list = i < sip->ntrunks ? sip->trunks[i].queue : sip->calls;
+        for (provider_call_t *c = list; c != NULL; c = c->next) {
             sip->closing++; /* on_timer_closed frees the call and counts down */
             if (!uv_is_closing((uv_handle_t *)&c->timer))
                 uv_close((uv_handle_t *)&c->timer, on_timer_closed);
         }
-    sip->queue = sip->calls = sip->queue_tail = NULL;
-    sip->closing += 3;
+        if (i < sip->ntrunks) {
+            sip->trunks[i].queue = sip->trunks[i].queue_tail = NULL;
+            sip->closing++;
+            uv_close((uv_handle_t *)&sip->trunks[i].pace, on_sip_closed);
+        }
+    }
+    sip->calls = NULL;
+    sip->closing += 2;
     uv_close((uv_handle_t *)&sip->udp, on_sip_closed);
     uv_close((uv_handle_t *)&sip->tick, on_sip_closed);
-    uv_close((uv_handle_t *)&sip->pace, on_sip_closed);
     closed_one(sip);
 }
 
@@ -1031,42 +1084,72 @@ int provider_sip_port(const provider_t *p)
     return ((const provider_sip_t *)p)->local_port;
 }
 
-/* "host:port" (IPv4, or [IPv6]) to an address; port default `dport`. */
-static int parse_hostport(const char *s, int dport, struct sockaddr_storage *out, char *host, size_t hostlen, int *port)
+static char **dup_list(char *const *list, size_t n)
 {
-    char h[128];
-    const char *colon;
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (end == NULL || (size_t)(end - s - 1) >= sizeof(h))
-            return -1;
-        snprintf(h, sizeof(h), "%.*s", (int)(end - s - 1), s + 1);
-        colon = end[1] == ':' ? end + 1 : NULL;
-    } else {
-        colon = strrchr(s, ':');
-        size_t n = colon != NULL ? (size_t)(colon - s) : strlen(s);
-        if (n >= sizeof(h))
-            return -1;
-        snprintf(h, sizeof(h), "%.*s", (int)n, s);
+    char **out = od_calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        out[i] = od_strdup(list[i]);
+    return out;
+}
+
+/* The provider's own copy of a trunk's settings: the caller's may not outlive provider_sip_new(). */
+static void trunk_copy(provider_sip_trunk_t *dst, const provider_sip_trunk_t *src)
+{
+    *dst = *src;
+    dst->name = od_strdup(src->name);
+    dst->address = od_strdup(src->address != NULL ? src->address : "");
+    dst->username = od_strdup(src->username != NULL ? src->username : "");
+    dst->password = od_strdup(src->password != NULL ? src->password : "");
+    dst->realm = od_strdup(src->realm != NULL ? src->realm : "");
+    dst->projects = dup_list(src->projects, src->nprojects);
+    dst->caller_ids = dup_list(src->caller_ids, src->ncaller_ids);
+}
+
+/* The trunks: the named ones in the file's order, then the default (OUTDIAL_SIP_TRUNK, unless empty). */
+static int make_trunks(provider_sip_t *sip, const provider_sip_conf_t *conf, char *errstr, size_t errlen)
+{
+    sip->nnamed = conf->ntrunks;
+    sip->tconf = od_calloc(conf->ntrunks + 1, sizeof(*sip->tconf));
+    sip->trunks = od_calloc(conf->ntrunks + 1, sizeof(*sip->trunks));
+    for (size_t i = 0; i < conf->ntrunks; i++)
+        trunk_copy(&sip->tconf[i], &conf->trunks[i]);
+    int has_default = conf->trunk != NULL && conf->trunk[0] != '\0';
+    if (has_default) {
+        provider_sip_trunk_t d = {.name = "default", .address = conf->trunk, .username = conf->username,
+                                  .password = conf->password, .realm = conf->realm, .cps = conf->cps,
+                                  .max_concurrent = conf->max_concurrent};
+        trunk_copy(&sip->tconf[conf->ntrunks], &d);
     }
-    int p = dport;
-    if (colon != NULL) {
-        char *end;
-        long v = strtol(colon + 1, &end, 10);
-        if (*end != '\0' || v < 0 || v > 65535)
-            return -1;
-        p = (int)v;
-    }
-    if (uv_ip4_addr(h, p, (struct sockaddr_in *)out) != 0 && uv_ip6_addr(h, p, (struct sockaddr_in6 *)out) != 0)
+    if (!has_default && conf->ntrunks == 0) {
+        snprintf(errstr, errlen, "no SIP trunk: OUTDIAL_SIP_TRUNK is empty and there is no OUTDIAL_SIP_TRUNKS_FILE");
         return -1;
-    if (host != NULL) {
-        if (strlen(h) >= hostlen)
-            return -1;
-        memcpy(host, h, strlen(h) + 1);
     }
-    if (port != NULL)
-        *port = p;
+    sip->ntrunks = conf->ntrunks + (has_default ? 1 : 0);
+    for (size_t i = 0; i < sip->ntrunks; i++) {
+        sip_trunk_t *t = &sip->trunks[i];
+        t->sip = sip;
+        t->conf = &sip->tconf[i];
+        if (provider_sip__hostport(t->conf->address, 5060, &t->addr, NULL, 0, NULL) != 0) {
+            if (i == conf->ntrunks)
+                snprintf(errstr, errlen, "OUTDIAL_SIP_TRUNK \"%s\" is not an IP address and port", t->conf->address);
+            else
+                snprintf(errstr, errlen, "sip trunk \"%s\": address \"%s\" is not an IP address and port",
+                         t->conf->name, t->conf->address);
+            return -1;
+        }
+    }
+    sip->dflt = has_default ? &sip->trunks[conf->ntrunks] : NULL;
     return 0;
+}
+
+/* One line per trunk at start: never its password. */
+static void log_trunk(const sip_trunk_t *t)
+{
+    const provider_sip_trunk_t *tc = t->conf;
+    od_info("sip: trunk %s at %s (udp), %.1f calls/s, at most %lld at once, %s, selects %zu projects and %zu caller IDs%s",
+            tc->name, tc->address, tc->cps, (long long)tc->max_concurrent,
+            tc->username[0] ? "digest credentials" : "no credentials", tc->nprojects, tc->ncaller_ids,
+            t == t->sip->dflt ? " (and every call no other trunk selects)" : "");
 }
 
 provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, char *errstr, size_t errlen)
@@ -1075,19 +1158,18 @@ provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, c
     sip->base.ops = &sip_ops;
     sip->base.loop = loop;
     sip->conf = *conf;
-    /* the strings are the provider's own: the caller's may not outlive this call */
-    const char **own[] = {&sip->conf.trunk, &sip->conf.bind, &sip->conf.contact_host, &sip->conf.username,
-                          &sip->conf.password, &sip->conf.realm, &sip->conf.media_host};
+    /* the strings are the provider's own: the caller's may not outlive this call; the trunks' are in sip->tconf */
+    const char **own[] = {&sip->conf.bind, &sip->conf.contact_host, &sip->conf.media_host};
     for (size_t i = 0; i < OD_ARRAY_SIZE(own); i++)
         *own[i] = od_strdup(*own[i] != NULL ? *own[i] : "");
+    sip->conf.trunk = sip->conf.username = sip->conf.password = sip->conf.realm = NULL;
+    sip->conf.trunks = NULL;
     struct sockaddr_storage bind_addr;
     char bind_host[64];
     int bind_port;
-    if (parse_hostport(conf->trunk, 5060, &sip->trunk, NULL, 0, NULL) != 0) {
-        snprintf(errstr, errlen, "OUTDIAL_SIP_TRUNK \"%s\" is not an IP address and port", conf->trunk);
+    if (make_trunks(sip, conf, errstr, errlen) != 0)
         goto fail;
-    }
-    if (parse_hostport(conf->bind, 0, &bind_addr, bind_host, sizeof(bind_host), &bind_port) != 0) {
+    if (provider_sip__hostport(sip->conf.bind, 0, &bind_addr, bind_host, sizeof(bind_host), &bind_port) != 0) {
         snprintf(errstr, errlen, "OUTDIAL_SIP_BIND \"%s\" is not an IP address and port", conf->bind);
         goto fail;
     }
@@ -1134,18 +1216,21 @@ provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, c
     uv_udp_getsockname(&sip->udp, (struct sockaddr *)&name, &namelen);
     sip->local_port = ntohs(((struct sockaddr_in *)&name)->sin_port);
     snprintf(sip->local_host, sizeof(sip->local_host), "%s",
-             conf->contact_host[0] ? conf->contact_host : strcmp(bind_host, "0.0.0.0") ? bind_host : "127.0.0.1");
+             sip->conf.contact_host[0] ? sip->conf.contact_host : strcmp(bind_host, "0.0.0.0") ? bind_host : "127.0.0.1");
     sip->udp.data = sip;
     uv_udp_recv_start(&sip->udp, on_alloc, on_datagram);
     uv_timer_init(loop, &sip->tick);
     sip->tick.data = sip;
     uv_timer_start(&sip->tick, on_tick, 10, 10);
     uv_unref((uv_handle_t *)&sip->tick);
-    uv_timer_init(loop, &sip->pace);
-    sip->pace.data = sip;
-    od_info("sip: trunk %s, local %s:%d, %.1f calls/s, at most %lld at once, ring timeout %lld ms, T1 %lld ms",
-            conf->trunk, sip->local_host, sip->local_port, conf->cps, (long long)conf->max_concurrent,
-            (long long)conf->ring_timeout_ms, (long long)conf->t1_ms);
+    od_info("sip: local %s:%d, %zu trunks, ring timeout %lld ms, T1 %lld ms", sip->local_host, sip->local_port,
+            sip->ntrunks, (long long)conf->ring_timeout_ms, (long long)conf->t1_ms);
+    for (size_t i = 0; i < sip->ntrunks; i++) {
+        sip_trunk_t *t = &sip->trunks[i];
+        uv_timer_init(loop, &t->pace);
+        t->pace.data = t;
+        log_trunk(t);
+    }
     return &sip->base;
 fail:
     free_sip(sip);

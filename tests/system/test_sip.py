@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+import helpers_sipp as sipp
 from harness import free_port
 from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
 
-SIPP = shutil.which("sipp")
-SCENARIOS = Path(__file__).resolve().parent / "sipp"
 TRUNK_PORT = free_port()
 DIALER_SIP_PORT = free_port()
 USER, PASSWORD = "outdial-test", "s3cret-digest"
@@ -37,33 +34,9 @@ SYSTEM_ENV = {
 }
 
 
-class Carrier:
+def Carrier(tmp_path: Path, scenario: str, *args: str, fill: dict[str, str] | None = None) -> sipp.Carrier:
     """sipp as the trunk, running one scenario for one call."""
-
-    def __init__(self, tmp_path: Path, scenario: str, *args: str, fill: dict[str, str] | None = None):
-        assert SIPP, "sipp is needed (Debian's sip-tester; deploy/local/deps.sh installs it)"
-        self.log = tmp_path / f"{scenario}.log"
-        xml = (SCENARIOS / f"{scenario}.xml").read_text()
-        for k, v in (fill or {}).items():
-            xml = xml.replace(k, v)
-        (tmp_path / f"{scenario}.xml").write_text(xml)
-        self.proc = subprocess.Popen(
-            [SIPP, "-sf", str(tmp_path / f"{scenario}.xml"), "-trace_msg", "-message_file", str(tmp_path / "msgs.log"), "-i", "127.0.0.1", "-p", str(TRUNK_PORT),
-             "-m", "1", "-nostdin", "-timeout", "30s", "-trace_err", "-error_file", str(tmp_path / "sipp-err.log"),
-             *args],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), cwd=tmp_path)
-        time.sleep(0.3)  # its socket is bound
-
-    def wait(self, timeout: float = 30) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-    def errors(self) -> str:
-        logs = [self.log.parent / n for n in ("sipp-err.log", "msgs.log")]
-        return (self.log.read_text() + "".join(x.read_text() for x in logs if x.exists()))[-6000:]
+    return sipp.Carrier(tmp_path, scenario, *args, port=TRUNK_PORT, fill=fill)
 
 
 def call_through(system, tmp_path, scenario, *args, digit=0, fill=None):

@@ -151,7 +151,8 @@ static int dial(provider_t *p, tcall_t *c, const char *phone, const char *metada
     od_uuid7(c->id);
     c->p = p;
     json_t *m = metadata != NULL ? json_loads(metadata, 0, NULL) : NULL;
-    provider_req_t req = {c->id, phone, "appointment_reminder", "+14155550000", "This is an AI assistant.", m};
+    provider_req_t req = {.call_id = c->id, .phone = phone, .scenario = "appointment_reminder",
+                          .caller_id = "+14155550000", .disclosure = "This is an AI assistant.", .metadata = m};
     int rc = p->ops->dial(p, &req, &cbs, c, &c->h, err, sizeof(err));
     json_decref(m);
     return rc;

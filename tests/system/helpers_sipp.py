@@ -1,0 +1,56 @@
+"""sipp (Debian's sip-tester) playing a carrier on loopback, for the `sip`
+provider's tests: one scenario of tests/system/sipp/ per carrier."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+SIPP = shutil.which("sipp")
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
+
+
+class Carrier:
+    """sipp as a trunk on 127.0.0.1:`port`, running one scenario `calls` times.
+
+    Its files (the scenario, msgs.log, sipp-err.log) go to `folder`, so that
+    two carriers of one test keep apart."""
+
+    def __init__(self, folder: Path, scenario: str, *args: str, port: int, calls: int = 1,
+                 fill: dict[str, str] | None = None):
+        assert SIPP, "sipp is needed (Debian's sip-tester; deploy/local/deps.sh installs it)"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.log = folder / f"{scenario}.log"
+        xml = (SCENARIOS / f"{scenario}.xml").read_text()
+        for k, v in (fill or {}).items():
+            xml = xml.replace(k, v)
+        (folder / f"{scenario}.xml").write_text(xml)
+        self.proc = subprocess.Popen(
+            [SIPP, "-sf", str(folder / f"{scenario}.xml"), "-trace_msg", "-message_file", str(folder / "msgs.log"),
+             "-i", "127.0.0.1", "-p", str(port), "-m", str(calls), "-nostdin", "-timeout", "30s",
+             "-trace_err", "-error_file", str(folder / "sipp-err.log"), *args],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), cwd=folder)
+        time.sleep(0.3)  # its socket is bound
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def messages(self) -> str:
+        """What sipp received and sent so far ("" when nothing)."""
+        p = self.folder / "msgs.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def errors(self) -> str:
+        logs = [self.folder / n for n in ("sipp-err.log", "msgs.log")]
+        return (self.log.read_text() + "".join(x.read_text() for x in logs if x.exists()))[-6000:]
