@@ -38,6 +38,7 @@ typedef struct dialer_conf {
     double sim_scale;    /**< OUTDIAL_SIM_TIME_SCALE */
     char *sim_dial_log;  /**< OUTDIAL_SIM_DIAL_LOG */
     char *sip_trunk, *sip_bind, *sip_contact_host, *sip_username, *sip_password, *sip_password_file, *sip_realm;
+    char *sip_transport; /**< OUTDIAL_SIP_TRANSPORT: udp or tcp */
     char *sip_media;     /**< OUTDIAL_SIP_MEDIA: "ip:port" */
     char *sip_trunks_file; /**< OUTDIAL_SIP_TRUNKS_FILE: the named trunks ("": none) */
     double sip_cps;

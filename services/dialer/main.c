@@ -29,6 +29,9 @@ static const od_conf_item_t conf_table[] = {
                 "sip: the default trunk's ip:port (UDP); empty: no default trunk (calls no named trunk selects fail)"),
     OD_CONF_STR(dialer_conf_t, sip_trunks_file, "OUTDIAL_SIP_TRUNKS_FILE", "",
                 "sip: JSON file of named trunks chosen by caller ID or project (docs/sip.md, Trunks; empty: none)"),
+    OD_CONF_STR(dialer_conf_t, sip_transport, "OUTDIAL_SIP_TRANSPORT", "udp",
+                "sip: the default trunk's transport: udp (requests over 1300 bytes go over TCP, RFC 3261 18.1.1) "
+                "or tcp (all of them)"),
     OD_CONF_STR(dialer_conf_t, sip_bind, "OUTDIAL_SIP_BIND", "0.0.0.0:0", "sip: local ip:port of the SIP socket"),
     OD_CONF_STR(dialer_conf_t, sip_contact_host, "OUTDIAL_SIP_CONTACT_HOST", "",
                 "sip: address in Via and Contact (empty: the bind address; 127.0.0.1 for 0.0.0.0)"),

@@ -138,7 +138,8 @@ provider_t *provider_sim_new(uv_loop_t *loop, double time_scale, const char *dia
  */
 typedef struct provider_sip_trunk {
     const char *name;         /**< for logs and errors ("default": the OUTDIAL_SIP_* trunk) */
-    const char *address;      /**< "ip:port" (5060 when no port); UDP */
+    const char *address;      /**< "ip:port" (5060 when no port) */
+    int tcp;                  /**< 1: every request over TCP ("tcp"); 0: UDP, and TCP for a request over 1300 bytes */
     const char *username;     /**< digest credentials ("": none) */
     const char *password;     /**< never logged */
     const char *realm;        /**< "": the challenge's */
@@ -153,6 +154,7 @@ typedef struct provider_sip_trunk {
 /** The SIP user agent's settings (OUTDIAL_SIP_*) and its trunks. */
 typedef struct provider_sip_conf {
     const char *trunk;        /**< the default trunk's "ip:port" (5060 when no port); NULL or "": no default trunk */
+    int tcp;                  /**< the default trunk's transport: 1 TCP, 0 UDP (see provider_sip_trunk_t) */
     const char *bind;         /**< local "ip:port" of the UDP socket (port 0: any) */
     const char *contact_host; /**< the address put in Via and Contact ("": the bind address, 127.0.0.1 for 0.0.0.0) */
     const char *username;     /**< the default trunk's digest credentials ("": none) */

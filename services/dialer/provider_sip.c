@@ -27,7 +27,16 @@
  * credentials and its address. One socket serves them all: a datagram is
  * taken only from a trunk's address, and one about a call only from that
  * call's trunk.
+ *
+ * TCP: a trunk with transport tcp gets every request over one TCP connection
+ * that we open (and open again when it closes); a udp trunk gets over TCP any
+ * request larger than 1300 bytes (RFC 3261 18.1.1). The top Via names the
+ * transport, which osip reads too (no retransmissions over TCP). What comes
+ * back on the connection is cut into messages by Content-Length. We do not
+ * listen on TCP: the trunk answers, and sends its own requests, on our
+ * connection, or by UDP to our Contact.
  */
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -45,6 +54,9 @@
 #include "provider.h"
 
 #define SIP_MAX_DATAGRAM 65535
+#define SIP_UDP_MAX 1300        /* RFC 3261 18.1.1: a larger request goes over TCP */
+#define SIP_TCP_MAX (64 * 1024) /* a message on a TCP connection larger than this closes it */
+#define DIGEST_PARAM_MAX 2048   /* the longest nonce or opaque of a challenge we answer */
 
 typedef enum sip_phase {
     PH_QUEUED,    /* waiting for the trunk's limits (trunk->queue) */
@@ -56,9 +68,22 @@ typedef enum sip_phase {
 } sip_phase_t;
 
 typedef struct provider_sip provider_sip_t;
+typedef struct sip_trunk sip_trunk_t;
+
+/* The TCP connection to a trunk: opened by its first TCP message, again after it closes. */
+typedef struct sip_conn {
+    sip_trunk_t *t;
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    int up;           /* connected: before, what is sent waits in `pending` */
+    int dead;         /* closing: nothing more is sent or read */
+    od_buf_t pending;
+    char *in;         /* bytes received that are not a whole message yet */
+    size_t in_len, in_cap;
+} sip_conn_t;
 
 /* One trunk: where its calls go, and its limits. */
-typedef struct sip_trunk {
+struct sip_trunk {
     provider_sip_t *sip;
     const provider_sip_trunk_t *conf; /* sip->tconf[i]: the provider's own copy */
     struct sockaddr_storage addr;
@@ -66,7 +91,8 @@ typedef struct sip_trunk {
     provider_call_t *queue, *queue_tail; /* QUEUED calls, newest first */
     int active;                       /* calls holding a slot of the trunk (INVITING .. BYE) */
     uint64_t last_invite_ms;
-} sip_trunk_t;
+    sip_conn_t *conn;                 /* the TCP connection, if one is open or opening */
+};
 
 struct provider_call {
     provider_sip_t *sip;
@@ -87,6 +113,7 @@ struct provider_call {
     provider_media_t media;  /* what media() returns */
     unsigned cseq;           /* of the current INVITE */
     char branch[48];         /* of the current INVITE (CANCEL reuses it) */
+    int tcp;                 /* the current INVITE went over TCP (its CANCEL follows it) */
     int auth_sent;           /* credentials sent once: a second challenge fails the call */
     int rang;
     int got_1xx;             /* a provisional answer came: CANCEL may be sent */
@@ -167,7 +194,7 @@ static provider_call_t *find_call(provider_sip_t *sip, const osip_message_t *m)
     return NULL;
 }
 
-static int send_raw(sip_trunk_t *t, const char *buf, size_t len)
+static int send_udp(sip_trunk_t *t, const char *buf, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
     int rc = uv_udp_try_send(&t->sip->udp, &b, 1, (const struct sockaddr *)&t->addr);
@@ -178,15 +205,49 @@ static int send_raw(sip_trunk_t *t, const char *buf, size_t len)
     return 0;
 }
 
+static int send_tcp(sip_trunk_t *t, const char *buf, size_t len);
+
+/* 1 if the message's top Via says TCP: how it goes (a request) or came (the request of a response). */
+static int via_tcp(const osip_message_t *m)
+{
+    osip_via_t *v = osip_list_get(&m->vias, 0);
+    return v != NULL && v->protocol != NULL && osip_strcasecmp(v->protocol, "TCP") == 0;
+}
+
+/* Sends a message to trunk `t` over the transport its top Via names. */
 static int send_msg(sip_trunk_t *t, osip_message_t *m)
 {
     char *buf = NULL;
     size_t len = 0;
     if (osip_message_to_str(m, &buf, &len) != 0)
         return -1;
-    int rc = send_raw(t, buf, len);
+    int rc = via_tcp(m) ? send_tcp(t, buf, len) : send_udp(t, buf, len);
     osip_free(buf);
     return rc;
+}
+
+/*
+ * Chooses the transport of a request before it is first sent, in its top Via
+ * (osip reads it too: no retransmissions on TCP): TCP for a tcp trunk, when
+ * `force`d (a CANCEL follows its INVITE), or for a request over 1300 bytes
+ * (RFC 3261 18.1.1); else UDP. Returns 1 for TCP.
+ */
+static int pick_transport(provider_call_t *c, osip_message_t *m, int force)
+{
+    int tcp = force || c->trunk->conf->tcp;
+    if (!tcp) {
+        char *buf = NULL;
+        size_t len = 0;
+        if (osip_message_to_str(m, &buf, &len) == 0)
+            tcp = len > SIP_UDP_MAX;
+        osip_free(buf);
+    }
+    osip_via_t *v = osip_list_get(&m->vias, 0);
+    if (tcp && v != NULL) {
+        osip_free(v->protocol);
+        v->protocol = osip_strdup("TCP");
+    }
+    return tcp;
 }
 
 /* ------------------------------------------------------------------ the end of a call */
@@ -357,18 +418,20 @@ static void md5_hex(const char *s, char out[33])
 }
 
 /* A challenge's parameter without its quotes, into buf ("" when absent). */
-static const char *unq(const char *s, char *buf, size_t n)
+/* A challenge parameter without its quotes into buf ("" when absent); -1 if it does not fit (never cut). */
+static int unq(const char *s, char *buf, size_t n)
 {
     buf[0] = '\0';
     if (s == NULL)
-        return buf;
+        return 0;
     size_t len = strlen(s);
-    if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
-        snprintf(buf, n, "%.*s", (int)(len - 2), s + 1);
-        return buf;
-    }
-    snprintf(buf, n, "%s", s);
-    return buf;
+    if (len >= 2 && s[0] == '"' && s[len - 1] == '"')
+        s++, len -= 2;
+    if (len >= n)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return 0;
 }
 
 /* The Authorization (401) or Proxy-Authorization (407) value answering the
@@ -384,15 +447,17 @@ static int digest_answer(provider_call_t *c, const osip_message_t *resp, const c
         osip_message_get_proxy_authenticate(resp, 0, &ch);
     if (ch == NULL || tc->username[0] == '\0')
         return -1;
-    char realm[128], nonce[256], opaque[256], qop[64], alg[32];
-    unq(osip_www_authenticate_get_realm(ch), realm, sizeof(realm));
-    unq(osip_www_authenticate_get_nonce(ch), nonce, sizeof(nonce));
-    unq(osip_www_authenticate_get_opaque(ch), opaque, sizeof(opaque));
-    unq(osip_www_authenticate_get_qop_options(ch), qop, sizeof(qop));
-    unq(osip_www_authenticate_get_algorithm(ch), alg, sizeof(alg));
+    /* a nonce or opaque cut short would be refused: longer than these, the challenge is not answered */
+    char realm[256], nonce[DIGEST_PARAM_MAX], opaque[DIGEST_PARAM_MAX], qop[64], alg[32];
+    if (unq(osip_www_authenticate_get_realm(ch), realm, sizeof(realm)) != 0 ||
+        unq(osip_www_authenticate_get_nonce(ch), nonce, sizeof(nonce)) != 0 ||
+        unq(osip_www_authenticate_get_opaque(ch), opaque, sizeof(opaque)) != 0 ||
+        unq(osip_www_authenticate_get_qop_options(ch), qop, sizeof(qop)) != 0 ||
+        unq(osip_www_authenticate_get_algorithm(ch), alg, sizeof(alg)) != 0)
+        return -1;
     if (alg[0] != '\0' && strcasecmp(alg, "MD5") != 0)
         return -1;
-    char a1[512], a2[512], ha1[33], ha2[33], resp_hex[33], tmp[1024], cnonce[17];
+    char a1[1024], a2[512], ha1[33], ha2[33], resp_hex[33], tmp[DIGEST_PARAM_MAX + 128], cnonce[17];
     snprintf(a1, sizeof(a1), "%s:%s:%s", tc->username, tc->realm[0] ? tc->realm : realm, tc->password);
     md5_hex(a1, ha1);
     snprintf(a2, sizeof(a2), "INVITE:%s", uri);
@@ -407,11 +472,11 @@ static int digest_answer(provider_call_t *c, const osip_message_t *resp, const c
     int len = snprintf(out, n, "Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", response=\"%s\", "
                                "algorithm=MD5",
                        tc->username, realm, nonce, uri, resp_hex);
-    if (use_qop)
+    if (use_qop && len >= 0 && (size_t)len < n)
         len += snprintf(out + len, n - (size_t)len, ", qop=auth, nc=00000001, cnonce=\"%s\"", cnonce);
-    if (opaque[0] != '\0')
-        snprintf(out + len, n - (size_t)len, ", opaque=\"%s\"", opaque);
-    return 0;
+    if (opaque[0] != '\0' && len >= 0 && (size_t)len < n)
+        len += snprintf(out + len, n - (size_t)len, ", opaque=\"%s\"", opaque);
+    return len >= 0 && (size_t)len < n ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ transactions */
@@ -433,15 +498,18 @@ static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_mess
     }
     osip_transaction_set_your_instance(tr, c);
     c->ntrans++;
-    /* osip armed the timers with its default T1 (500 ms) at init: armed again with ours */
-    int t1 = (int)c->sip->conf.t1_ms;
+    /* osip armed the timers with its default T1 (500 ms) at init: armed again with ours; over TCP
+     * osip left the retransmission timers (A, E) off, as they stay */
+    int t1 = (int)c->sip->conf.t1_ms, tcp = via_tcp(m);
     struct timeval now;
     osip_gettimeofday(&now, NULL);
     if (type == ICT && tr->ict_context != NULL) {
-        arm(&tr->ict_context->timer_a_start, &tr->ict_context->timer_a_length, t1, now);
+        if (!tcp)
+            arm(&tr->ict_context->timer_a_start, &tr->ict_context->timer_a_length, t1, now);
         arm(&tr->ict_context->timer_b_start, &tr->ict_context->timer_b_length, 64 * t1, now);
     } else if (type == NICT && tr->nict_context != NULL) {
-        arm(&tr->nict_context->timer_e_start, &tr->nict_context->timer_e_length, t1, now);
+        if (!tcp)
+            arm(&tr->nict_context->timer_e_start, &tr->nict_context->timer_e_length, t1, now);
         arm(&tr->nict_context->timer_f_start, &tr->nict_context->timer_f_length, 64 * t1, now);
     }
     osip_transaction_add_event(tr, osip_new_outgoing_sipmessage(m));
@@ -464,6 +532,7 @@ static int send_invite(provider_call_t *c, const char *auth_header, const char *
             return -1;
         }
     }
+    c->tcp = pick_transport(c, m, 0);
     return start_transaction(c, ICT, m);
 }
 
@@ -475,6 +544,7 @@ static void send_once(provider_call_t *c, const char *method, unsigned cseq, con
     rand_hex(branch, 20);
     osip_message_t *m = build_request(c, method, cseq, branch, to_tag);
     if (m != NULL) {
+        pick_transport(c, m, 0);
         send_msg(c->trunk, m);
         osip_message_free(m);
     }
@@ -495,6 +565,8 @@ static void send_bye(provider_call_t *c)
     rand_hex(branch, 20);
     c->phase = PH_BYE;
     osip_message_t *bye = build_request(c, "BYE", ++c->cseq, branch, c->to_tag);
+    if (bye != NULL)
+        pick_transport(c, bye, 0);
     if (bye == NULL || start_transaction(c, NICT, bye) != 0)
         finish(c, OD_FINAL_COMPLETED, "hung up (BYE could not be sent)");
 }
@@ -509,6 +581,8 @@ static void send_cancel(provider_call_t *c, int reason)
     }
     c->phase = PH_CANCELING;
     osip_message_t *m = build_request(c, "CANCEL", c->cseq, c->branch, NULL);
+    if (m != NULL)
+        pick_transport(c, m, c->tcp);
     if (m == NULL || start_transaction(c, NICT, m) != 0)
         finish(c, OD_FINAL_PROVIDER_ERROR, "CANCEL could not be sent");
 }
@@ -635,7 +709,7 @@ static void on_ict_final(int type, osip_transaction_t *tr, osip_message_t *m)
     int code = m->status_code;
     const char *reason = m->reason_phrase != NULL ? m->reason_phrase : "";
     if ((code == 401 || code == 407) && c->phase == PH_INVITING && !c->auth_sent) {
-        char uri[256], auth[1024];
+        char uri[256], auth[2 * DIGEST_PARAM_MAX + 1024];
         snprintf(uri, sizeof(uri), "sip:%s@%s", c->phone, c->trunk->conf->address);
         if (digest_answer(c, m, uri, auth, sizeof(auth)) == 0) {
             c->auth_sent = 1;
@@ -837,21 +911,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(slab, sizeof(slab));
 }
 
-static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+/* One message from trunk `t` (a datagram, or a whole message of its TCP connection). */
+static void on_message(provider_sip_t *sip, sip_trunk_t *t, const struct sockaddr *from, const char *data, size_t n)
 {
-    provider_sip_t *sip = u->data;
-    (void)flags;
-    if (n <= 0 || from == NULL)
-        return;
-    sip_trunk_t *t = trunk_at(sip, from);
-    if (t == NULL) {
-        /* only the trunks speak to us: anyone else could hang up calls with a forged BYE */
-        sip->stray++;
-        return;
-    }
-    osip_event_t *evt = osip_parse(buf->base, (size_t)n);
+    osip_event_t *evt = osip_parse(data, n);
     if (evt == NULL || evt->sip == NULL) {
-        od_debug("sip: an unparsable datagram of %zd bytes ignored", n);
+        od_debug("sip: an unparsable message of %zu bytes ignored", n);
         if (evt != NULL)
             osip_event_free(evt);
         return;
@@ -881,6 +946,204 @@ static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struc
         osip_event_free(evt);
     }
     run_osip(sip);
+}
+
+static void on_datagram(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+{
+    provider_sip_t *sip = u->data;
+    (void)flags;
+    if (n <= 0 || from == NULL)
+        return;
+    sip_trunk_t *t = trunk_at(sip, from);
+    if (t == NULL) {
+        /* only the trunks speak to us: anyone else could hang up calls with a forged BYE */
+        sip->stray++;
+        return;
+    }
+    on_message(sip, t, from, buf->base, (size_t)n);
+}
+
+/* ------------------------------------------------------------------ TCP (RFC 3261 18.1.1, 18.3) */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    sip_conn_t *k = h->data;
+    provider_sip_t *sip = k->t->sip;
+    od_buf_free(&k->pending);
+    free(k->in);
+    free(k);
+    if (sip->destroyed)
+        closed_one(sip);
+}
+
+static void conn_close(sip_conn_t *k)
+{
+    if (k->dead)
+        return;
+    k->dead = 1;
+    if (k->t->conn == k)
+        k->t->conn = NULL;
+    uv_close((uv_handle_t *)&k->tcp, on_conn_closed);
+}
+
+/* The connection failed or closed: the calls whose INVITE went over it get no answer now; they end at once. */
+static void conn_fail(sip_conn_t *k, const char *why)
+{
+    sip_trunk_t *t = k->t;
+    conn_close(k);
+    od_warn("sip: TCP connection to trunk %s (%s): %s", t->conf->name, t->conf->address, why);
+    for (provider_call_t *c = t->sip->calls, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->trunk == t && c->tcp && (c->phase == PH_INVITING || c->phase == PH_CANCELING))
+            finish(c, OD_FINAL_PROVIDER_ERROR, "TCP connection to the trunk: %s", why);
+    }
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    (void)status; /* a failed write shows as a read error or a closed connection */
+    free(w);
+}
+
+static int conn_write(sip_conn_t *k, const char *buf, size_t len)
+{
+    uv_write_t *w = od_malloc(sizeof(*w) + len);
+    memcpy(w + 1, buf, len);
+    uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)len);
+    int rc = uv_write(w, (uv_stream_t *)&k->tcp, &b, 1, on_written);
+    if (rc != 0) {
+        free(w);
+        conn_fail(k, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The value of Content-Length (or its compact form l) in the header block [p, p + n); -1 if absent or bad. */
+static long content_length(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && p[i - 1] != '\n')
+            continue;
+        size_t k = i;
+        if (n - i > 14 && osip_strncasecmp(p + i, "content-length", 14) == 0)
+            k = i + 14;
+        else if (n - i > 1 && (p[i] == 'l' || p[i] == 'L') && (p[i + 1] == ':' || p[i + 1] == ' ' || p[i + 1] == '\t'))
+            k = i + 1;
+        else
+            continue;
+        while (k < n && (p[k] == ' ' || p[k] == '\t'))
+            k++;
+        if (k >= n || p[k] != ':')
+            continue;
+        k++;
+        while (k < n && (p[k] == ' ' || p[k] == '\t'))
+            k++;
+        long v = 0;
+        size_t d = k;
+        while (k < n && p[k] >= '0' && p[k] <= '9' && v <= SIP_TCP_MAX)
+            v = v * 10 + (p[k++] - '0');
+        return k > d && v <= SIP_TCP_MAX ? v : -1;
+    }
+    return -1;
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h, (void)suggested;
+    static char slab[SIP_MAX_DATAGRAM];
+    *buf = uv_buf_init(slab, sizeof(slab));
+}
+
+/* Bytes from the trunk: cut into messages by their Content-Length (mandatory on a stream, RFC 3261 18.3). */
+static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    sip_conn_t *k = s->data;
+    sip_trunk_t *t = k->t;
+    if (n == 0 || k->dead)
+        return;
+    if (n < 0) {
+        conn_fail(k, n == UV_EOF ? "closed by the trunk" : uv_strerror((int)n));
+        return;
+    }
+    if (k->in_len + (size_t)n > k->in_cap) {
+        k->in_cap = k->in_len + (size_t)n;
+        k->in = od_realloc(k->in, k->in_cap);
+    }
+    memcpy(k->in + k->in_len, buf->base, (size_t)n);
+    k->in_len += (size_t)n;
+    size_t at = 0;
+    while (!k->dead) {
+        while (at < k->in_len && (k->in[at] == '\r' || k->in[at] == '\n'))
+            at++; /* keep-alive CRLFs between messages (RFC 5626 4.4.1) */
+        const char *p = k->in + at;
+        size_t avail = k->in_len - at;
+        const char *end = avail >= 4 ? memmem(p, avail, "\r\n\r\n", 4) : NULL;
+        if (end == NULL) {
+            if (avail > SIP_TCP_MAX)
+                conn_fail(k, "a header block over 64 KiB");
+            break;
+        }
+        size_t hlen = (size_t)(end - p) + 4;
+        long clen = content_length(p, hlen);
+        if (clen < 0) {
+            conn_fail(k, "a message without a valid Content-Length");
+            break;
+        }
+        if (avail < hlen + (size_t)clen)
+            break;
+        on_message(t->sip, t, (const struct sockaddr *)&t->addr, p, hlen + (size_t)clen);
+        at += hlen + (size_t)clen;
+    }
+    if (!k->dead) {
+        memmove(k->in, k->in + at, k->in_len - at);
+        k->in_len -= at;
+    }
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    sip_conn_t *k = req->data;
+    if (status == UV_ECANCELED || k->dead)
+        return; /* closed meanwhile */
+    if (status < 0) {
+        conn_fail(k, uv_strerror(status));
+        return;
+    }
+    k->up = 1;
+    uv_tcp_nodelay(&k->tcp, 1);
+    uv_read_start((uv_stream_t *)&k->tcp, conn_alloc, on_conn_read);
+    if (k->pending.len > 0) {
+        od_buf_t out = k->pending;
+        k->pending = (od_buf_t)OD_BUF_INIT;
+        conn_write(k, out.base, out.len);
+        od_buf_free(&out);
+    }
+}
+
+/* Sends over the trunk's TCP connection, opening it first if there is none. */
+static int send_tcp(sip_trunk_t *t, const char *buf, size_t len)
+{
+    if (t->conn == NULL) {
+        sip_conn_t *k = od_calloc(1, sizeof(*k));
+        k->t = t;
+        k->pending = (od_buf_t)OD_BUF_INIT;
+        uv_tcp_init(t->sip->base.loop, &k->tcp);
+        k->tcp.data = k;
+        k->connect.data = k;
+        t->conn = k;
+        int rc = uv_tcp_connect(&k->connect, &k->tcp, (const struct sockaddr *)&t->addr, on_connected);
+        if (rc != 0) {
+            conn_close(k);
+            od_warn("sip: TCP connection to trunk %s (%s): %s", t->conf->name, t->conf->address, uv_strerror(rc));
+            return -1;
+        }
+    }
+    if (!t->conn->up) {
+        od_buf_append(&t->conn->pending, buf, len);
+        return 0;
+    }
+    return conn_write(t->conn, buf, len);
 }
 
 /* ------------------------------------------------------------------ the trunk's limits */
@@ -1059,6 +1322,10 @@ static void sip_destroy(provider_t *p)
             sip->trunks[i].queue = sip->trunks[i].queue_tail = NULL;
             sip->closing++;
             uv_close((uv_handle_t *)&sip->trunks[i].pace, on_sip_closed);
+            if (sip->trunks[i].conn != NULL) {
+                sip->closing++; /* on_conn_closed counts down */
+                conn_close(sip->trunks[i].conn);
+            }
         }
     }
     sip->calls = NULL;
@@ -1115,7 +1382,7 @@ static int make_trunks(provider_sip_t *sip, const provider_sip_conf_t *conf, cha
         trunk_copy(&sip->tconf[i], &conf->trunks[i]);
     int has_default = conf->trunk != NULL && conf->trunk[0] != '\0';
     if (has_default) {
-        provider_sip_trunk_t d = {.name = "default", .address = conf->trunk, .username = conf->username,
+        provider_sip_trunk_t d = {.name = "default", .address = conf->trunk, .tcp = conf->tcp, .username = conf->username,
                                   .password = conf->password, .realm = conf->realm, .cps = conf->cps,
                                   .max_concurrent = conf->max_concurrent};
         trunk_copy(&sip->tconf[conf->ntrunks], &d);
@@ -1146,8 +1413,8 @@ static int make_trunks(provider_sip_t *sip, const provider_sip_conf_t *conf, cha
 static void log_trunk(const sip_trunk_t *t)
 {
     const provider_sip_trunk_t *tc = t->conf;
-    od_info("sip: trunk %s at %s (udp), %.1f calls/s, at most %lld at once, %s, selects %zu projects and %zu caller IDs%s",
-            tc->name, tc->address, tc->cps, (long long)tc->max_concurrent,
+    od_info("sip: trunk %s at %s (%s), %.1f calls/s, at most %lld at once, %s, selects %zu projects and %zu caller IDs%s",
+            tc->name, tc->address, tc->tcp ? "tcp" : "udp; tcp over 1300 bytes", tc->cps, (long long)tc->max_concurrent,
             tc->username[0] ? "digest credentials" : "no credentials", tc->nprojects, tc->ncaller_ids,
             t == t->sip->dflt ? " (and every call no other trunk selects)" : "");
 }

@@ -229,8 +229,9 @@ static int load_trunk(const load_t *ld, size_t idx, json_t *obj, provider_sip_tr
         return fail(ld, t->name, "address is missing");
     if (provider_sip__hostport(addr, 5060, &sa, NULL, 0, NULL) != 0)
         return fail(ld, t->name, "address \"%s\" is not an IP address and port (names are not resolved)", addr);
-    if (transport[0] != '\0' && strcmp(transport, "udp") != 0)
-        return fail(ld, t->name, "transport \"%s\" is not supported (only \"udp\" for now)", transport);
+    if (transport[0] != '\0' && strcmp(transport, "udp") != 0 && strcmp(transport, "tcp") != 0)
+        return fail(ld, t->name, "transport \"%s\" is not udp or tcp", transport);
+    t->tcp = strcmp(transport, "tcp") == 0;
     t->address = od_strdup(addr);
     t->username = od_strdup(username);
     t->realm = od_strdup(realm);

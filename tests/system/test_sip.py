@@ -178,6 +178,16 @@ def test_a_lost_first_invite_is_sent_again(system, tmp_path):
     assert invites(tmp_path) >= 3, carrier.errors()   # 0, T1, 3 T1, 7 T1 (T1 = 50 ms) within the 400 ms of silence
 
 
+def test_a_challenge_too_long_to_answer_fails_the_call(system, tmp_path):
+    """A nonce over 2,048 characters is not cut (the answer would be wrong):
+    the challenge is not answered, the call ends provider_error."""
+    call, final, rc, carrier = call_through(system, tmp_path, "challenge_big_nonce", fill={"NONCE": "n" * 3000})
+    assert rc == 0, carrier.errors()
+    assert final["final_state"] == "provider_error", details(call)
+    assert "challenge could not be answered" in details(call)
+    assert invites(tmp_path) == 1, carrier.errors()
+
+
 def test_a_lost_final_response_is_taken_when_sent_again(system, tmp_path):
     call, final, rc, carrier = call_through(system, tmp_path, "lost_final")
     assert rc == 0, carrier.errors()     # the ACK of the second 486 came back

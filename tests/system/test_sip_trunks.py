@@ -190,7 +190,7 @@ BASE = {"name": "b", "address": "127.0.0.1:5071", "username": "u", "password_env
     ([{k: v for k, v in BASE.items() if k != "password_env"}], 'trunk "b": username "u" has no password'),
     ([{**BASE, "password_env": "OUTDIAL_TEST_NOT_SET"}], "the environment variable OUTDIAL_TEST_NOT_SET is not set"),
     ([{**BASE, "password_file": "/nonexistent/pw"}], "password_env and password_file are both given"),
-    ([{**BASE, "transport": "tcp"}], 'trunk "b": transport "tcp" is not supported (only "udp" for now)'),
+    ([{**BASE, "transport": "tls"}], 'trunk "b": transport "tls" is not udp or tcp'),
     ([{**BASE, "projects": ["not-a-uuid"]}], 'trunk "b": projects[0] is not a project UUID'),
     ([{**BASE, "max_concurrent": 0}], 'trunk "b": max_concurrent must be an integer from 1'),
     ([{**BASE, "projects": []}], 'trunk "b": selects no call'),

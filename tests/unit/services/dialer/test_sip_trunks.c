@@ -29,7 +29,7 @@ static void test_good_file(void)
                   " {\"name\": \"b\", \"address\": \"127.0.0.1:5071\", \"transport\": \"udp\", \"username\": \"ub\","
                   "  \"password_env\": \"TEST_TRUNK_PW\", \"realm\": \"r\", \"cps\": 2.5, \"max_concurrent\": 3,"
                   "  \"projects\": [\"0189ABCD-0000-7000-8000-000000000001\"]},"
-                  " {\"name\": \"c\", \"address\": \"10.0.0.1\", \"caller_ids\": [\"+14155550100\"],"
+                  " {\"name\": \"c\", \"address\": \"10.0.0.1\", \"transport\": \"tcp\", \"caller_ids\": [\"+14155550100\"],"
                   "  \"projects\": [\"01890000-0000-7000-8000-000000000002\"]}"
                   "]}",
                   &t, &n, err, sizeof(err));
@@ -38,6 +38,7 @@ static void test_good_file(void)
         fprintf(stderr, "%s\n", err);
         return;
     }
+    CHECK(n == 2 && t[0].tcp == 0 && t[1].tcp == 1);
     CHECK(n == 2);
     CHECK_STR(t[0].name, "b");
     CHECK_STR(t[0].address, "127.0.0.1:5071");
@@ -113,7 +114,7 @@ static void test_bad_files(void)
         "address is missing");
     bad("{\"trunks\": [{\"name\": \"b\", \"address\": \"sip.example.com:5060\"}]}", "is not an IP address and port");
     bad("{\"trunks\": [{\"name\": \"b\", \"address\": \"127.0.0.1:\"}]}", "is not an IP address and port");
-    bad("{\"trunks\": [" T(", \"transport\": \"tcp\"") "]}", "transport \"tcp\" is not supported");
+    bad("{\"trunks\": [" T(", \"transport\": \"tls\"") "]}", "transport \"tls\" is not udp or tcp");
     bad("{\"trunks\": [" T(", \"username\": \"u\"") "]}", "username \"u\" has no password");
     bad("{\"trunks\": [" T(", \"username\": \"u\", \"password_env\": \"TEST_TRUNK_UNSET\"") "]}",
         "the environment variable TEST_TRUNK_UNSET is not set");
