@@ -659,7 +659,7 @@ static void answered(provider_call_t *c, const osip_message_t *resp)
     if (c->sip->conf.max_talk_ms > 0)
         uv_timer_start(&c->timer, on_ring_timeout, c->sip->conf.max_talk_ms, 0);
     c->cbs->answered(c->arg);
-    if (c->hangup_asked)
+    if (c->hangup_asked && c->phase == PH_UP) /* asked before the answer (inside answered() it was sent) */
         send_bye(c);
 }
 
@@ -1284,9 +1284,16 @@ static void closed_one(provider_sip_t *sip)
         free_sip(sip);
 }
 
+/* The provider's own handles (data: the provider). */
 static void on_sip_closed(uv_handle_t *h)
 {
     closed_one(h->data);
+}
+
+/* A trunk's pace timer (data: the trunk, for on_pace). */
+static void on_pace_closed(uv_handle_t *h)
+{
+    closed_one(((sip_trunk_t *)h->data)->sip);
 }
 
 static void free_transactions(osip_list_t *l)
@@ -1321,7 +1328,7 @@ static void sip_destroy(provider_t *p)
         if (i < sip->ntrunks) {
             sip->trunks[i].queue = sip->trunks[i].queue_tail = NULL;
             sip->closing++;
-            uv_close((uv_handle_t *)&sip->trunks[i].pace, on_sip_closed);
+            uv_close((uv_handle_t *)&sip->trunks[i].pace, on_pace_closed);
             if (sip->trunks[i].conn != NULL) {
                 sip->closing++; /* on_conn_closed counts down */
                 conn_close(sip->trunks[i].conn);

@@ -670,14 +670,31 @@ class System:
         for n in names:
             self.services[n].wait_ready(20)
 
+    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def sanitizer_reports(self) -> list[str]:
+        """Reports of ASan, LeakSanitizer or UBSan in any log of this system's
+        services (every generation): a sanitizer build prints them to stderr,
+        often at exit, where no test would see them otherwise."""
+        found = []
+        for p in sorted(self.log_dir.glob("*.log")):
+            text = p.read_text(errors="replace")
+            at = [i for i in (text.find(m) for m in self.SANITIZER_MARKERS) if i >= 0]
+            if at:
+                found.append(f"===== {p}\n{text[min(at):min(at) + 4000]}")
+        return found
+
     def teardown(self) -> None:
         for svc in self.services.values():
             svc.stop(timeout=10)
+        reports = self.sanitizer_reports()
         try:
             if self.infra.started:
                 self.infra.drop_database(self.db)
         except Exception:  # noqa: BLE001 - best effort
             pass
+        if reports:  # fails the module's last test (a teardown error), so CI goes red
+            raise HarnessError("sanitizer reports in the service logs:\n" + "\n".join(reports))
 
     def __getitem__(self, name: str) -> Service:
         return self.services[name]

@@ -33,7 +33,22 @@ class Carrier:
              "-i", "127.0.0.1", "-p", str(port), "-m", str(calls), "-nostdin", "-timeout", "30s",
              "-trace_err", "-error_file", str(folder / "sipp-err.log"), *args],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), cwd=folder)
-        time.sleep(0.3)  # its socket is bound
+        self._wait_bound(port, tcp="t1" in args or "tn" in args)
+
+    def _wait_bound(self, port: int, tcp: bool, timeout: float = 10) -> None:
+        """Until sipp's socket is bound (read from /proc, so nothing races it
+        for the port): a call placed before would go to no one."""
+        table, want = ("/proc/net/tcp", "0A") if tcp else ("/proc/net/udp", None)  # 0A: LISTEN
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if int(f[1].rsplit(":", 1)[1], 16) == port and (want is None or f[3] == want):
+                    return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sipp exited ({self.proc.returncode}) before binding: {self.errors()}")
+            time.sleep(0.02)
+        raise AssertionError(f"sipp did not bind port {port} within {timeout} s: {self.errors()}")
 
     def wait(self, timeout: float = 30) -> int:
         try:
