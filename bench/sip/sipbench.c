@@ -111,8 +111,8 @@ static void on_check(uv_timer_t *t)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s TRUNK_IP:PORT RATE SECONDS HOLD\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s TRUNK_IP:PORT RATE SECONDS HOLD [udp|tcp]\n", argv[0]);
         return 2;
     }
     rate = atof(argv[2]);
@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     provider_sip_conf_t conf = {.trunk = argv[1], .bind = "127.0.0.1:0", .contact_host = "", .username = "",
                                 .password = "", .realm = "", .media_host = "127.0.0.1", .media_port = 40000,
                                 .cps = rate * 2, .max_concurrent = 1000000, .ring_timeout_ms = 30000,
-                                .max_talk_ms = hold_ms, .t1_ms = 500};
+                                .max_talk_ms = hold_ms, .t1_ms = 500, .tcp = argc == 6 && strcmp(argv[5], "tcp") == 0};
     prov = provider_sip_new(loop, &conf, errstr, sizeof(errstr));
     if (prov == NULL) {
         fprintf(stderr, "%s\n", errstr);
