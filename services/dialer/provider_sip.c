@@ -1079,12 +1079,13 @@ static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         const char *p = k->in + at;
         size_t avail = k->in_len - at;
         const char *end = avail >= 4 ? memmem(p, avail, "\r\n\r\n", 4) : NULL;
-        if (end == NULL) {
-            if (avail > SIP_TCP_MAX)
-                conn_fail(k, "a header block over 64 KiB");
+        size_t hlen = end != NULL ? (size_t)(end - p) + 4 : avail;
+        if (hlen > SIP_TCP_MAX) {
+            conn_fail(k, "a header block over 64 KiB");
             break;
         }
-        size_t hlen = (size_t)(end - p) + 4;
+        if (end == NULL)
+            break;
         long clen = content_length(p, hlen);
         if (clen < 0) {
             conn_fail(k, "a message without a valid Content-Length");
