@@ -113,8 +113,8 @@ static int answered_ok(dialer_engine_req_t *r, CURLcode rc, char *why, size_t le
 {
     long code = 0;
     if (rc != CURLE_OK) {
-        snprintf(why, len, "conversation engine unreachable: %s%s%.120s", curl_easy_strerror(rc),
-                 r->err[0] ? ": " : "", r->err);
+        /* libcurl's error buffer says more than its code, when it says anything */
+        snprintf(why, len, "conversation engine unreachable: %.160s", r->err[0] ? r->err : curl_easy_strerror(rc));
         return 0;
     }
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
