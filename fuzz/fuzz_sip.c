@@ -146,6 +146,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             msg[o++] = (char)data[i];
         }
     }
+    /* the same bytes as a TCP stream: every message cut out lies inside it, and the cutting ends */
+    size_t at = 0, skip, len;
+    const char *why;
+    int rc;
+    while ((rc = provider_sip_frame(msg + at, o - at, &skip, &len, &why)) == 1) {
+        if (len == 0 || at + skip + len > o)
+            abort();
+        at += skip + len;
+    }
+    if (at + skip > o || (rc < 0 && why == NULL))
+        abort();
     uv_buf_t b = uv_buf_init(msg, (unsigned)o);
     struct sockaddr_storage dst;
     uv_ip4_addr("127.0.0.1", provider_sip_port(prov), (struct sockaddr_in *)&dst);

@@ -177,6 +177,19 @@ provider_t *provider_sip_new(uv_loop_t *loop, const provider_sip_conf_t *conf, c
 /** The local UDP port of a sip provider (OUTDIAL_SIP_BIND with port 0 picks one). */
 int provider_sip_port(const provider_t *p);
 
+/* ---- sip over a stream (sip_frame.c) ---- */
+
+#define SIP_TCP_MAX (64 * 1024) /**< a message on a TCP connection larger than this closes it */
+
+/**
+ * The first message in the stream bytes [p, p + n): skips the CRLFs before
+ * it (*skip), then returns 1 with its length in *len (header block and
+ * Content-Length body), 0 when it is not whole yet, or -1 with `why` when the
+ * stream is unusable (a header block over SIP_TCP_MAX, no valid
+ * Content-Length, a body over SIP_TCP_MAX).
+ */
+int provider_sip_frame(const char *p, size_t n, size_t *skip, size_t *len, const char **why);
+
 /* ---- sip trunks (sip_trunks.c, docs/sip.md "Trunks") ---- */
 
 /**

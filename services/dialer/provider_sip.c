@@ -36,7 +36,6 @@
  * listen on TCP: the trunk answers, and sends its own requests, on our
  * connection, or by UDP to our Contact.
  */
-#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -55,7 +54,6 @@
 
 #define SIP_MAX_DATAGRAM 65535
 #define SIP_UDP_MAX 1300        /* RFC 3261 18.1.1: a larger request goes over TCP */
-#define SIP_TCP_MAX (64 * 1024) /* a message on a TCP connection larger than this closes it */
 #define DIGEST_PARAM_MAX 2048   /* the longest nonce or opaque of a challenge we answer */
 
 typedef enum sip_phase {
@@ -1019,35 +1017,6 @@ static int conn_write(sip_conn_t *k, const char *buf, size_t len)
     return 0;
 }
 
-/* The value of Content-Length (or its compact form l) in the header block [p, p + n); -1 if absent or bad. */
-static long content_length(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && p[i - 1] != '\n')
-            continue;
-        size_t k = i;
-        if (n - i > 14 && osip_strncasecmp(p + i, "content-length", 14) == 0)
-            k = i + 14;
-        else if (n - i > 1 && (p[i] == 'l' || p[i] == 'L') && (p[i + 1] == ':' || p[i + 1] == ' ' || p[i + 1] == '\t'))
-            k = i + 1;
-        else
-            continue;
-        while (k < n && (p[k] == ' ' || p[k] == '\t'))
-            k++;
-        if (k >= n || p[k] != ':')
-            continue;
-        k++;
-        while (k < n && (p[k] == ' ' || p[k] == '\t'))
-            k++;
-        long v = 0;
-        size_t d = k;
-        while (k < n && p[k] >= '0' && p[k] <= '9' && v <= SIP_TCP_MAX)
-            v = v * 10 + (p[k++] - '0');
-        return k > d && v <= SIP_TCP_MAX ? v : -1;
-    }
-    return -1;
-}
-
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h, (void)suggested;
@@ -1074,27 +1043,16 @@ static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     k->in_len += (size_t)n;
     size_t at = 0;
     while (!k->dead) {
-        while (at < k->in_len && (k->in[at] == '\r' || k->in[at] == '\n'))
-            at++; /* keep-alive CRLFs between messages (RFC 5626 4.4.1) */
-        const char *p = k->in + at;
-        size_t avail = k->in_len - at;
-        const char *end = avail >= 4 ? memmem(p, avail, "\r\n\r\n", 4) : NULL;
-        size_t hlen = end != NULL ? (size_t)(end - p) + 4 : avail;
-        if (hlen > SIP_TCP_MAX) {
-            conn_fail(k, "a header block over 64 KiB");
+        size_t skip = 0, len = 0;
+        const char *why = NULL;
+        int rc = provider_sip_frame(k->in + at, k->in_len - at, &skip, &len, &why);
+        at += skip;
+        if (rc < 0)
+            conn_fail(k, why);
+        if (rc <= 0)
             break;
-        }
-        if (end == NULL)
-            break;
-        long clen = content_length(p, hlen);
-        if (clen < 0) {
-            conn_fail(k, "a message without a valid Content-Length");
-            break;
-        }
-        if (avail < hlen + (size_t)clen)
-            break;
-        on_message(t->sip, t, (const struct sockaddr *)&t->addr, p, hlen + (size_t)clen);
-        at += hlen + (size_t)clen;
+        on_message(t->sip, t, (const struct sockaddr *)&t->addr, k->in + at, len);
+        at += len;
     }
     if (!k->dead) {
         memmove(k->in, k->in + at, k->in_len - at);
