@@ -101,6 +101,7 @@ void dialer__end_call(dcall_t *call, const provider_result_t *res)
         ev->outcome = res->outcome;
         ev->goal_completed = res->goal_completed;
         ev->duration_ms = res->talk_ms;
+        ev->opted_out = res->opted_out;
     } else {
         ev->goal_completed = res->goal_completed;
         ev->duration_ms = 0;
@@ -174,7 +175,8 @@ void dialer__dial(dcall_t *call, const char *claim_json)
         json_decref(claim);
         /* the event needs a project id; the outcome service matches on the call id */
         snprintf(call->project_id, sizeof(call->project_id), "00000000-0000-0000-0000-000000000000");
-        provider_result_t res = {OD_FINAL_INTERNAL_ERROR, OD_OUTCOME_NONE, -1, 0, "dialer: claim result unusable"};
+        provider_result_t res = {.final_state = OD_FINAL_INTERNAL_ERROR, .goal_completed = -1,
+                                 .detail = "dialer: claim result unusable"};
         dialer__end_call(call, &res);
         return;
     }
@@ -193,7 +195,7 @@ void dialer__dial(dcall_t *call, const char *claim_json)
     int rc = d->provider->ops->dial(d->provider, &req, &dial_cbs, call, &call->handle, err, sizeof(err));
     call->claim = claim; /* the engine session needs it after answer */
     if (rc != 0) {
-        provider_result_t res = {OD_FINAL_PROVIDER_ERROR, OD_OUTCOME_NONE, -1, 0, err};
+        provider_result_t res = {.final_state = OD_FINAL_PROVIDER_ERROR, .goal_completed = -1, .detail = err};
         dialer__end_call(call, &res);
     }
 }

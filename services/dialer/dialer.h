@@ -98,6 +98,7 @@ typedef struct dcall {
         engine_report_t report;
         od_outcome_t outcome;
         int goal;
+        int opted_out;            /**< the report said the callee opted out */
         char failed[256];         /**< why the session failed ("": it did not) */
         od_final_state_t final_state; /**< the provider's result, kept while ENDING */
         int64_t talk_ms;

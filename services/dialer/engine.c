@@ -157,9 +157,15 @@ static const char *read_report(dcall_t *call, json_t *rep, const char **msg)
         *msg = "must be true or false";
         return "goal_completed";
     }
+    json_t *opt = json_object_get(rep, "opted_out");
+    if (opt != NULL && !json_is_boolean(opt)) {
+        *msg = "must be true or false";
+        return "opted_out";
+    }
     call->eng.report = ENGINE_REPORT_COMPLETED;
     call->eng.outcome = (od_outcome_t)outcome;
     call->eng.goal = json_is_true(goal);
+    call->eng.opted_out = json_is_true(opt);
     return NULL;
 }
 
@@ -170,20 +176,23 @@ static void finish(dcall_t *call, const provider_result_t *res)
     char detail[sizeof(call->eng.detail) + 64];
     call->eng.phase = ENGINE_OVER;
     if (call->eng.failed[0] != '\0') {
-        out = (provider_result_t){OD_FINAL_INTERNAL_ERROR, OD_OUTCOME_NONE, -1, 0, call->eng.failed};
+        out = (provider_result_t){.final_state = OD_FINAL_INTERNAL_ERROR, .goal_completed = -1,
+                                  .detail = call->eng.failed};
     } else if (call->eng.report == ENGINE_REPORT_VOICEMAIL) {
         snprintf(detail, sizeof(detail), "voicemail detected by the conversation engine; %s", res->detail);
-        out = (provider_result_t){OD_FINAL_VOICEMAIL_DETECTED, OD_OUTCOME_NONE, -1, 0, detail};
+        out = (provider_result_t){.final_state = OD_FINAL_VOICEMAIL_DETECTED, .goal_completed = -1, .detail = detail};
     } else if (call->eng.report == ENGINE_REPORT_COMPLETED && res->final_state == OD_FINAL_COMPLETED) {
         out.outcome = call->eng.outcome;
         out.goal_completed = call->eng.goal;
+        out.opted_out = call->eng.opted_out;
     }
     dialer__end_call(call, &out);
 }
 
 static void finish_stashed(dcall_t *call)
 {
-    provider_result_t res = {call->eng.final_state, OD_OUTCOME_NONE, -1, call->eng.talk_ms, call->eng.detail};
+    provider_result_t res = {.final_state = call->eng.final_state, .goal_completed = -1, .talk_ms = call->eng.talk_ms,
+                             .detail = call->eng.detail};
     finish(call, &res);
 }
 

@@ -51,6 +51,7 @@ typedef struct provider_result {
     int goal_completed;           /**< completed calls: 0 or 1; else -1 (unknown) */
     int64_t talk_ms;              /**< talk time of completed calls; 0 for failures */
     const char *detail;           /**< cause in words (SIP code and reason, ...); never NULL */
+    int opted_out;                /**< completed calls: the callee asked not to be called again (the engine's word) */
 } provider_result_t;
 
 /** Callbacks of one call; `arg` is the dialer's per-call pointer given to dial(). */

@@ -196,7 +196,8 @@ static void unlink_call(provider_call_t *call)
 static void end_call(provider_call_t *call, od_final_state_t final_state, od_outcome_t outcome, int goal,
                      int64_t talk_ms, const char *detail)
 {
-    provider_result_t res = {final_state, outcome, goal, talk_ms, detail};
+    provider_result_t res = {.final_state = final_state, .outcome = outcome, .goal_completed = goal,
+                             .talk_ms = talk_ms, .detail = detail};
     unlink_call(call);
     call->phase = SIM_CLOSING;
     uv_close((uv_handle_t *)&call->timer, on_call_closed);

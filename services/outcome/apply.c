@@ -63,7 +63,8 @@ static char *event_json(const od_call_event_t *ev)
         od_buf_printf(&b, ",\"duration_ms\":%lld", (long long)ev->duration_ms);
     else
         od_buf_puts(&b, ",\"duration_ms\":null");
-    od_buf_printf(&b, ",\"at_us\":%lld,\"detail\":", (long long)ev->at_us);
+    od_buf_printf(&b, ",\"opted_out\":%s,\"at_us\":%lld,\"detail\":", ev->opted_out ? "true" : "false",
+                  (long long)ev->at_us);
     json_str_or_null(&b, ev->detail[0] != '\0' ? ev->detail : NULL);
     od_buf_puts(&b, "}");
     return b.base;

@@ -87,7 +87,7 @@ class Engine:
             time.sleep(2.5)  # beyond OUTDIAL_ENGINE_TIMEOUT_MS
             return h.answer(200, {})
         h.answer(200, {})
-        if plan in ("report_success", "report_voicemail", "report_bad_first"):
+        if plan in ("report_success", "report_voicemail", "report_bad_first", "report_opt_out"):
             threading.Thread(target=self.report, args=(s, plan), daemon=True).start()
 
     def report(self, s: dict, plan: str):
@@ -105,6 +105,9 @@ class Engine:
                      (good, None),                                       # not JSON
                      (good, {"result": "completed", "outcome": "middle", "goal_completed": False}),
                      (good, body)]                                       # a second report
+        elif plan == "report_opt_out":
+            tries = [(good, {"result": "completed", "outcome": "middle", "opted_out": "yes"}),
+                     (good, {"result": "completed", "outcome": "middle", "opted_out": True})]
         else:
             tries = [(good, body)]
         for headers, b in tries:
@@ -228,3 +231,27 @@ def test_engine_that_will_not_take_the_call_hangs_up_as_internal_error(system, t
     assert why in sip.details(call)
     assert call["duration_s"] in (0, None)
     assert system.dialer.metrics()['outdial_engine_sessions_total{result="failed"}'] >= 1
+
+
+def test_an_opt_out_puts_the_number_on_the_dnc_list(system, tmp_path, engine):
+    """The engine reports that the callee opted out: the call ends completed,
+    its last event says so, the number is on the project's DNC list (source
+    opt_out), and the next call to it is refused."""
+    p, cid, call, final, rc, carrier = call_with(system, tmp_path, engine, "answer_we_bye", "report_opt_out")
+    assert rc == 0, carrier.errors()
+    answers = engine.report_answers[cid]
+    assert [a[0] for a in answers] == [400, 202], answers
+    assert answers[0][1]["errors"][0]["field"] == "opted_out"
+    assert final["final_state"] == "completed" and call["outcome"] == "middle", sip.details(call)
+    assert "the callee opted out" in call["events"][-1]["detail"], sip.details(call)
+    listed = p.admin.get("/v1/dnc", params={"phone": call["phone"]}).json()["data"]
+    assert [(e["phone"], e["source"]) for e in listed] == [(call["phone"], "opt_out")], listed
+    r = p.api.create_call(call["phone"])
+    assert r.status_code == 422 and r.json()["code"] == "phone_on_dnc_list", r.text
+    # the proof: the DNC row names the call; the audit log names the outcome service
+    proof = system.scalar(f"SELECT call_id FROM dnc WHERE project_id = '{p.id}' AND phone = '{call['phone']}'")
+    assert proof == cid, proof
+    audit = p.admin.get("/v1/audit-log").json()["data"]
+    added = [a for a in audit if a["action"] == "dnc.added"]
+    assert added and added[0]["changes"]["source"] == "opt_out", audit
+

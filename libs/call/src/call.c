@@ -115,6 +115,8 @@ void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out)
         od_buf_printf(out, ",\"goal_completed\":%s", ev->goal_completed ? "true" : "false");
     if (ev->duration_ms >= 0)
         od_buf_printf(out, ",\"duration_ms\":%lld", (long long)ev->duration_ms);
+    if (ev->opted_out)
+        od_buf_puts(out, ",\"opted_out\":true");
     od_buf_printf(out, ",\"at\":\"%s\",\"at_us\":%lld", at, (long long)ev->at_us);
     if (ev->detail[0] != '\0') {
         od_buf_puts(out, ",\"detail\":");
@@ -187,6 +189,7 @@ int od_call_event_decode(const char *json, size_t len, od_call_event_t *ev, char
         ev->goal_completed = json_is_true(v);
     if ((v = json_object_get(root, "duration_ms")) != NULL && json_is_integer(v) && json_integer_value(v) >= 0)
         ev->duration_ms = json_integer_value(v);
+    ev->opted_out = json_is_true(json_object_get(root, "opted_out"));
     if ((v = json_object_get(root, "at_us")) == NULL || !json_is_integer(v)) {
         snprintf(errstr, errlen, "bad at_us");
         goto out;

@@ -83,6 +83,7 @@ typedef struct od_call_event {
     int goal_completed;        /**< -1 unknown, 0, 1 */
     int64_t at_us;             /**< when it happened (dialer clock) */
     int64_t duration_ms;       /**< talk time, for completed calls; -1 unknown */
+    int opted_out;             /**< 1: the callee asked not to be called again (the engine's report): onto the DNC list */
     char detail[256];          /**< free text: "ringing", SIP code and reason, error */
     char dialer_id[64];
 } od_call_event_t;

@@ -53,7 +53,7 @@ static void test_event_roundtrip(void)
 {
     od_call_event_t ev = {.status = OD_CALL_COMPLETED, .final_state = OD_FINAL_COMPLETED,
                           .outcome = OD_OUTCOME_MIDDLE, .goal_completed = 0, .at_us = 1795464291904123,
-                          .duration_ms = 30500};
+                          .duration_ms = 30500, .opted_out = 1};
     strcpy(ev.call_id, "0194a3b2-7c1d-7000-8000-0000000000c1");
     strcpy(ev.project_id, "0194a3b2-7c1d-7000-8000-000000000001");
     strcpy(ev.detail, "quote \" and newline \n");
@@ -67,7 +67,14 @@ static void test_event_roundtrip(void)
     CHECK(back.status == OD_CALL_COMPLETED && back.final_state == OD_FINAL_COMPLETED);
     CHECK(back.outcome == OD_OUTCOME_MIDDLE && back.goal_completed == 0);
     CHECK(back.duration_ms == 30500 && back.at_us == ev.at_us);
+    CHECK(back.opted_out == 1);
     CHECK_STR(back.detail, ev.detail);
+    od_buf_free(&b);
+    /* absent: not opted out */
+    ev.opted_out = 0;
+    od_call_event_encode(&ev, &b);
+    CHECK(strstr(b.base, "opted_out") == NULL);
+    CHECK(od_call_event_decode(b.base, b.len, &back, err, sizeof(err)) == 0 && back.opted_out == 0);
     od_buf_free(&b);
 
     static const char *const bad[] = {
