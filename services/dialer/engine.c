@@ -237,23 +237,11 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 
 /* ---- the session ---- */
 
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void dialer__engine_start(dcall_t *call)
 {
     dialer_t *d = call->d;
     dialer_engine_t *e = d->engine;
-    unsigned char raw[32];
-    od_random_bytes(raw, sizeof(raw));
-    hex(raw, sizeof(raw), call->eng.token);
+    od_random_hex(call->eng.token, (sizeof(call->eng.token) - 1) / 2);
 
     const provider_media_t *md = d->provider->ops->media != NULL && call->handle != NULL
                                      ? d->provider->ops->media(call->handle)

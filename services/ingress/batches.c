@@ -263,8 +263,7 @@ static void on_check(uv_work_t *w)
     EVP_DigestUpdate(md, job->file, job->file_len);
     EVP_DigestFinal_ex(md, d, &dlen);
     EVP_MD_CTX_free(md);
-    for (int i = 0; i < 32; i++)
-        snprintf(job->req_hash + 2 * i, 3, "%02x", d[i]);
+    od_hex(d, sizeof(d), job->req_hash);
 }
 
 static void on_created(void *arg, int status, PGresult *res);

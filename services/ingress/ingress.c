@@ -715,8 +715,7 @@ static void route_create_call(ctx_t *ctx, h2o_req_t *req)
     unsigned char md[32];
     unsigned int mdlen;
     EVP_Digest(req->entity.base, req->entity.len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(ctx->req_hash + 2 * i, 3, "%02x", md[i]);
+    od_hex(md, sizeof(md), ctx->req_hash);
     od_uuid7(ctx->call_id);
     *in->group_tail = ctx;
     in->group_tail = &ctx->next;

@@ -95,6 +95,26 @@ void od_random_bytes(void *buf, size_t len)
     }
 }
 
+void od_hex(const void *p, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+void od_random_hex(char *out, size_t nbytes)
+{
+    unsigned char b[64];
+    if (nbytes > sizeof(b))
+        nbytes = sizeof(b);
+    od_random_bytes(b, nbytes);
+    od_hex(b, nbytes, out);
+}
+
 void od_uuid7(char out[37])
 {
     static const char hex[] = "0123456789abcdef";

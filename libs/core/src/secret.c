@@ -23,15 +23,10 @@ void od_api_key_new(char out[OD_API_KEY_LEN + 1])
 
 void od_api_key_hash(const char *key, size_t len, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    od_hex(md, sizeof(md), out);
 }
 
 void od_api_key_issue(od_api_key_issued_t *out)

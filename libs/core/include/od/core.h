@@ -32,6 +32,10 @@ int64_t od_mono_ms(void);
 
 /** Fills `buf` with `len` cryptographically random bytes (getrandom); aborts on failure. */
 void od_random_bytes(void *buf, size_t len);
+/** Writes the `len` bytes at `p` as 2 × len lowercase hex digits and a NUL into `out`. */
+void od_hex(const void *p, size_t len, char *out);
+/** Writes `nbytes` random bytes (at most 64) as 2 × nbytes hex digits and a NUL into `out`: tags, tokens. */
+void od_random_hex(char *out, size_t nbytes);
 
 /** This process among the copies of a service, for leases in PostgreSQL:
  *  "<host>-<pid>-<6 random hex>" (host name characters other than
