@@ -1,6 +1,6 @@
 /*
  * The `sip` provider (DESIGN §4, docs/sip.md): a SIP user agent client toward
- * its trunks, over UDP, on the dialer's loop. libosip2 parses and prints the
+ * its trunks, over UDP and TCP, on the dialer's loop. libosip2 parses and prints the
  * messages and runs the INVITE and non-INVITE client transactions (ICT,
  * NICT: retransmissions, Timers A/B/D/E/F/K); the socket, the timers that
  * drive osip's, the dialogs, the ACK of a 2xx, digest authentication, CANCEL
@@ -148,19 +148,6 @@ struct provider_sip {
 };
 
 /* ------------------------------------------------------------------ helpers */
-
-static void rand_hex(char *out, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[32];
-    od_random_bytes(b, n / 2 > sizeof(b) ? sizeof(b) : n / 2);
-    size_t i;
-    for (i = 0; i < n / 2 && i < sizeof(b); i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[2 * i] = '\0';
-}
 
 static void list_remove(provider_call_t **head, provider_call_t *c)
 {
@@ -411,11 +398,9 @@ static void md5_hex(const char *s, char out[33])
     unsigned char d[16];
     unsigned int n = 0;
     EVP_Digest(s, strlen(s), d, &n, EVP_md5(), NULL);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    od_hex(d, sizeof(d), out);
 }
 
-/* A challenge's parameter without its quotes, into buf ("" when absent). */
 /* A challenge parameter without its quotes into buf ("" when absent); -1 if it does not fit (never cut). */
 static int unq(const char *s, char *buf, size_t n)
 {
@@ -461,7 +446,7 @@ static int digest_answer(provider_call_t *c, const osip_message_t *resp, const c
     snprintf(a2, sizeof(a2), "INVITE:%s", uri);
     md5_hex(a2, ha2);
     int use_qop = strstr(qop, "auth") != NULL;
-    rand_hex(cnonce, sizeof(cnonce));
+    od_random_hex(cnonce, (sizeof(cnonce) - 1) / 2);
     if (use_qop)
         snprintf(tmp, sizeof(tmp), "%s:%s:00000001:%s:auth:%s", ha1, nonce, cnonce, ha2);
     else
@@ -487,8 +472,13 @@ static void arm(struct timeval *start, int *length, int ms, struct timeval now)
     add_gettimeofday(start, ms);
 }
 
-static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_message_t *m)
+/* Starts the transaction of request `m` on the transport pick_transport() chooses (`force_tcp`: a CANCEL follows
+ * its INVITE); an INVITE's choice is kept in c->tcp. */
+static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_message_t *m, int force_tcp)
 {
+    int tcp = pick_transport(c, m, force_tcp);
+    if (type == ICT)
+        c->tcp = tcp;
     osip_transaction_t *tr = NULL;
     if (osip_transaction_init(&tr, type, c->sip->osip, m) != 0) {
         osip_message_free(m);
@@ -498,7 +488,7 @@ static int start_transaction(provider_call_t *c, osip_fsm_type_t type, osip_mess
     c->ntrans++;
     /* osip armed the timers with its default T1 (500 ms) at init: armed again with ours; over TCP
      * osip left the retransmission timers (A, E) off, as they stay */
-    int t1 = (int)c->sip->conf.t1_ms, tcp = via_tcp(m);
+    int t1 = (int)c->sip->conf.t1_ms;
     struct timeval now;
     osip_gettimeofday(&now, NULL);
     if (type == ICT && tr->ict_context != NULL) {
@@ -518,7 +508,7 @@ static void run_osip(provider_sip_t *sip);
 
 static int send_invite(provider_call_t *c, const char *auth_header, const char *auth_value)
 {
-    rand_hex(c->branch, 20);
+    od_random_hex(c->branch, 10);
     osip_message_t *m = build_request(c, "INVITE", c->cseq, c->branch, NULL);
     if (m == NULL)
         return -1;
@@ -530,8 +520,7 @@ static int send_invite(provider_call_t *c, const char *auth_header, const char *
             return -1;
         }
     }
-    c->tcp = pick_transport(c, m, 0);
-    return start_transaction(c, ICT, m);
+    return start_transaction(c, ICT, m, 0);
 }
 
 /* A request sent once, outside any transaction, in the dialog of `to_tag`:
@@ -539,7 +528,7 @@ static int send_invite(provider_call_t *c, const char *auth_header, const char *
 static void send_once(provider_call_t *c, const char *method, unsigned cseq, const char *to_tag)
 {
     char branch[24];
-    rand_hex(branch, 20);
+    od_random_hex(branch, 10);
     osip_message_t *m = build_request(c, method, cseq, branch, to_tag);
     if (m != NULL) {
         pick_transport(c, m, 0);
@@ -560,12 +549,10 @@ static void ack_again(provider_call_t *c, const char *tag)
 static void send_bye(provider_call_t *c)
 {
     char branch[24];
-    rand_hex(branch, 20);
+    od_random_hex(branch, 10);
     c->phase = PH_BYE;
     osip_message_t *bye = build_request(c, "BYE", ++c->cseq, branch, c->to_tag);
-    if (bye != NULL)
-        pick_transport(c, bye, 0);
-    if (bye == NULL || start_transaction(c, NICT, bye) != 0)
+    if (bye == NULL || start_transaction(c, NICT, bye, 0) != 0)
         finish(c, OD_FINAL_COMPLETED, "hung up (BYE could not be sent)");
 }
 
@@ -579,9 +566,7 @@ static void send_cancel(provider_call_t *c, int reason)
     }
     c->phase = PH_CANCELING;
     osip_message_t *m = build_request(c, "CANCEL", c->cseq, c->branch, NULL);
-    if (m != NULL)
-        pick_transport(c, m, c->tcp);
-    if (m == NULL || start_transaction(c, NICT, m) != 0)
+    if (m == NULL || start_transaction(c, NICT, m, c->tcp) != 0)
         finish(c, OD_FINAL_PROVIDER_ERROR, "CANCEL could not be sent");
 }
 
@@ -1017,13 +1002,6 @@ static int conn_write(sip_conn_t *k, const char *buf, size_t len)
     return 0;
 }
 
-static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h, (void)suggested;
-    static char slab[SIP_MAX_DATAGRAM];
-    *buf = uv_buf_init(slab, sizeof(slab));
-}
-
 /* Bytes from the trunk: cut into messages by their Content-Length (mandatory on a stream, RFC 3261 18.3). */
 static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -1071,7 +1049,7 @@ static void on_connected(uv_connect_t *req, int status)
     }
     k->up = 1;
     uv_tcp_nodelay(&k->tcp, 1);
-    uv_read_start((uv_stream_t *)&k->tcp, conn_alloc, on_conn_read);
+    uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_conn_read);
     if (k->pending.len > 0) {
         od_buf_t out = k->pending;
         k->pending = (od_buf_t)OD_BUF_INIT;
@@ -1187,9 +1165,9 @@ static int sip_dial(provider_t *p, const provider_req_t *req, const provider_cbs
     c->phase = PH_QUEUED;
     snprintf(c->phone, sizeof(c->phone), "%s", req->phone);
     snprintf(c->caller, sizeof(c->caller), "%s", req->caller_id != NULL ? req->caller_id : "");
-    rand_hex(c->from_tag, 16);
+    od_random_hex(c->from_tag, 8);
     char r[21];
-    rand_hex(r, sizeof(r));
+    od_random_hex(r, (sizeof(r) - 1) / 2);
     snprintf(c->call_id, sizeof(c->call_id), "%s-%s", r, req->call_id != NULL ? req->call_id : "x");
     c->call_id[sizeof(c->call_id) - 1] = '\0';
     uv_timer_init(sip->base.loop, &c->timer);
