@@ -69,3 +69,25 @@ class Carrier:
     def errors(self) -> str:
         logs = [self.folder / n for n in ("sipp-err.log", "msgs.log")]
         return (self.log.read_text() + "".join(x.read_text() for x in logs if x.exists()))[-6000:]
+
+
+def dialer_env(trunk_port: int, dialer_port: int, **extra: str) -> dict[str, str]:
+    """A dialer's environment for the sipp tests: the sip provider, its
+    default trunk at 127.0.0.1:`trunk_port`, short timers (T1 50 ms, so
+    Timer B is 3.2 s; ring timeout and talk limit 2 s) and a trunk rate that
+    never holds a test back; `extra` adds or overrides variables."""
+    return {
+        "OUTDIAL_DIALER_PROVIDER": "sip",
+        "OUTDIAL_SIP_TRUNK": f"127.0.0.1:{trunk_port}",
+        "OUTDIAL_SIP_BIND": f"127.0.0.1:{dialer_port}",
+        "OUTDIAL_SIP_T1_MS": "50",
+        "OUTDIAL_SIP_RING_TIMEOUT_S": "2",
+        "OUTDIAL_SIP_MAX_TALK_S": "2",
+        "OUTDIAL_SIP_CPS": "100",
+        **extra,
+    }
+
+
+def details(call: dict) -> str:
+    """A call's events in one line ("status: detail | ..."), for assertion messages and detail checks."""
+    return " | ".join(f"{e['status']}: {e.get('detail') or ''}" for e in call["events"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import helpers_sipp as sipp
+from helpers_sipp import details
 from harness import free_port
 from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
 
@@ -21,17 +22,7 @@ TRUNK_PORT = free_port()
 DIALER_SIP_PORT = free_port()
 USER, PASSWORD = "outdial-test", "s3cret-digest"
 
-SYSTEM_ENV = {
-    "OUTDIAL_DIALER_PROVIDER": "sip",
-    "OUTDIAL_SIP_TRUNK": f"127.0.0.1:{TRUNK_PORT}",
-    "OUTDIAL_SIP_BIND": f"127.0.0.1:{DIALER_SIP_PORT}",
-    "OUTDIAL_SIP_T1_MS": "50",            # Timer B = 3.2 s
-    "OUTDIAL_SIP_RING_TIMEOUT_S": "2",
-    "OUTDIAL_SIP_MAX_TALK_S": "2",
-    "OUTDIAL_SIP_USERNAME": USER,
-    "OUTDIAL_SIP_PASSWORD": PASSWORD,
-    "OUTDIAL_SIP_CPS": "100",
-}
+SYSTEM_ENV = sipp.dialer_env(TRUNK_PORT, DIALER_SIP_PORT, OUTDIAL_SIP_USERNAME=USER, OUTDIAL_SIP_PASSWORD=PASSWORD)
 
 
 def Carrier(tmp_path: Path, scenario: str, *args: str, fill: dict[str, str] | None = None) -> sipp.Carrier:
@@ -47,10 +38,6 @@ def call_through(system, tmp_path, scenario, *args, digit=0, fill=None):
     call = p.api.get(f"/v1/calls/{c['id']}").json()
     rc = carrier.wait()
     return call, final, rc, carrier
-
-
-def details(call):
-    return " | ".join(f"{e['status']}: {e.get('detail') or ''}" for e in call["events"])
 
 
 def test_answered_then_the_callee_hangs_up(system, tmp_path):

@@ -18,24 +18,14 @@ import pytest
 
 from harness import free_port
 from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
-from helpers_sipp import Carrier
+from helpers_sipp import Carrier, details, dialer_env
 
 TCP_PORT, UDP_PORT = free_port(), free_port()
 DIALER_SIP_PORT = free_port()
 USER, PASSWORD = "big-user", "pw-big-3a9d"
 
 SYSTEM_SERVICES = ("ingress", "scheduler", "outcome")
-SYSTEM_ENV = {
-    "OUTDIAL_DIALER_PROVIDER": "sip",
-    "OUTDIAL_SIP_TRUNK": f"127.0.0.1:{TCP_PORT}",
-    "OUTDIAL_SIP_TRANSPORT": "tcp",
-    "OUTDIAL_SIP_BIND": f"127.0.0.1:{DIALER_SIP_PORT}",
-    "OUTDIAL_SIP_T1_MS": "50",            # Timer B = 3.2 s
-    "OUTDIAL_SIP_RING_TIMEOUT_S": "2",
-    "OUTDIAL_SIP_MAX_TALK_S": "2",
-    "OUTDIAL_SIP_CPS": "100",
-    "OUTDIAL_TEST_BIG_PASSWORD": PASSWORD,
-}
+SYSTEM_ENV = dialer_env(TCP_PORT, DIALER_SIP_PORT, OUTDIAL_SIP_TRANSPORT="tcp", OUTDIAL_TEST_BIG_PASSWORD=PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +39,6 @@ def world(system):
     ]}))
     dialer = system.add_service("dialer", OUTDIAL_SIP_TRUNKS_FILE=str(trunks))
     return SimpleNamespace(pa=pa, pb=pb, dialer=dialer)
-
-
-def details(call):
-    return " | ".join(f"{e['status']}: {e.get('detail') or ''}" for e in call["events"])
 
 
 def call(system, project) -> dict:

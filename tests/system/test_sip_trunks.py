@@ -26,7 +26,7 @@ import pytest
 
 from harness import BIN_DIR, free_port, run
 from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
-from helpers_sipp import Carrier
+from helpers_sipp import Carrier, details, dialer_env
 
 PORT_A, PORT_B = free_port(), free_port()
 DIALER_SIP_PORT = free_port()
@@ -36,18 +36,8 @@ USER_C, PASS_C = "trunk-c-user", "pw-C-env-5d20"
 PASSWORDS = (PASS_A, PASS_B, PASS_C)
 
 SYSTEM_SERVICES = ("ingress", "scheduler", "outcome")
-SYSTEM_ENV = {
-    "OUTDIAL_DIALER_PROVIDER": "sip",
-    "OUTDIAL_SIP_TRUNK": f"127.0.0.1:{PORT_A}",
-    "OUTDIAL_SIP_BIND": f"127.0.0.1:{DIALER_SIP_PORT}",
-    "OUTDIAL_SIP_T1_MS": "50",
-    "OUTDIAL_SIP_RING_TIMEOUT_S": "2",
-    "OUTDIAL_SIP_MAX_TALK_S": "2",
-    "OUTDIAL_SIP_USERNAME": USER_A,
-    "OUTDIAL_SIP_PASSWORD": PASS_A,
-    "OUTDIAL_SIP_CPS": "100",
-    "OUTDIAL_TEST_TRUNK_C_PASSWORD": PASS_C,
-}
+SYSTEM_ENV = dialer_env(PORT_A, DIALER_SIP_PORT, OUTDIAL_SIP_USERNAME=USER_A, OUTDIAL_SIP_PASSWORD=PASS_A,
+                        OUTDIAL_TEST_TRUNK_C_PASSWORD=PASS_C)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +59,6 @@ def world(system):
     ]}, indent=2))
     dialer = system.add_service("dialer", OUTDIAL_SIP_TRUNKS_FILE=str(trunks))
     return SimpleNamespace(pa=pa, pb=pb, x=x, dialer=dialer, trunks=trunks)
-
-
-def details(call):
-    return " | ".join(f"{e['status']}: {e.get('detail') or ''}" for e in call["events"])
 
 
 def creds(folder: Path, user: str, password: str) -> str:
