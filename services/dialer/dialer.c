@@ -4,7 +4,6 @@
  */
 #include "dialer.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,7 +193,8 @@ static provider_t *dialer__sip_provider(uv_loop_t *loop, const dialer_conf_t *co
         provider_sip_trunks_load(conf->sip_trunks_file, &trunks, &ntrunks, err, errlen) != 0)
         return NULL;
     provider_sip_conf_t sc = {
-        .trunk = conf->sip_trunk, .tcp = strcmp(conf->sip_transport, "tcp") == 0, .bind = conf->sip_bind, .contact_host = conf->sip_contact_host,
+        .trunk = conf->sip_trunk, .tcp = strcmp(conf->sip_transport, "tcp") == 0, .bind = conf->sip_bind,
+        .contact_host = conf->sip_contact_host,
         .username = conf->sip_username, .password = password, .realm = conf->sip_realm,
         .media_host = media_host, .media_port = media_port, .cps = conf->sip_cps,
         .max_concurrent = conf->sip_max_concurrent, .ring_timeout_ms = conf->sip_ring_timeout_s * 1000,

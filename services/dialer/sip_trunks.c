@@ -251,18 +251,24 @@ static int load_trunk(const load_t *ld, size_t idx, json_t *obj, provider_sip_tr
     return 0;
 }
 
+static int listed(char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
 /* Where else `sel` is listed (trunk index `*other`), among the trunks before `t` and earlier in its own list. */
 static int claimed(const provider_sip_trunk_t *trunks, size_t t, int caller, size_t k, size_t *other)
 {
     const char *sel = caller ? trunks[t].caller_ids[k] : trunks[t].projects[k];
     for (size_t j = 0; j <= t; j++) {
-        char **list = caller ? trunks[j].caller_ids : trunks[j].projects;
         size_t n = j == t ? k : caller ? trunks[j].ncaller_ids : trunks[j].nprojects;
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(list[i], sel) == 0) {
-                *other = j;
-                return 1;
-            }
+        if (listed(caller ? trunks[j].caller_ids : trunks[j].projects, n, sel)) {
+            *other = j;
+            return 1;
+        }
     }
     return 0;
 }
@@ -349,14 +355,6 @@ void provider_sip_trunks_free(provider_sip_trunk_t *trunks, size_t n)
 }
 
 /* ------------------------------------------------------------------ the choice */
-
-static int listed(char *const *list, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], s) == 0)
-            return 1;
-    return 0;
-}
 
 int provider_sip_trunk_select(const provider_sip_trunk_t *trunks, size_t n, const char *project_id,
                               const char *caller_id)
