@@ -235,6 +235,13 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
     finish_stashed(call);
 }
 
+/* A member of the claim that has a value (not absent, not null), for "sO*". */
+static json_t *present(json_t *claim, const char *key)
+{
+    json_t *v = json_object_get(claim, key);
+    return json_is_null(v) ? NULL : v;
+}
+
 /* ---- the session ---- */
 
 void dialer__engine_start(dcall_t *call)
@@ -254,12 +261,13 @@ void dialer__engine_start(dcall_t *call)
     od_rfc3339_format(od_now_us(), at);
     snprintf(report_url, sizeof(report_url), "%s/engine/v1/sessions/%s/report", e->callback_base, call->id);
     json_t *claim = call->claim;
-    json_t *s = json_pack("{ss ss sO* sO* sO* sO* sO* so* ss ss ss}", "call_id", call->id, "project_id",
-                          call->project_id, "scenario", json_object_get(claim, "scenario"), "phone",
-                          json_object_get(claim, "phone"), "caller_id", json_object_get(claim, "caller_id"),
-                          "disclosure", json_object_get(claim, "disclosure"), "metadata",
-                          json_object_get(claim, "metadata"), "media", media, "answered_at", at, "report_url",
-                          report_url, "report_token", call->eng.token);
+    json_t *disclosure = present(claim, "disclosure");
+    json_t *s = json_pack("{ss ss sO* sO* sO* sO* sb sO* sO* so* ss ss ss}", "call_id", call->id, "project_id",
+                          call->project_id, "scenario", present(claim, "scenario"), "phone", present(claim, "phone"),
+                          "caller_id", present(claim, "caller_id"), "disclosure", disclosure, "disclosure_enabled",
+                          disclosure != NULL, "opt_out_script", present(claim, "opt_out_script"), "metadata",
+                          present(claim, "metadata"), "media", media, "answered_at", at, "report_url", report_url,
+                          "report_token", call->eng.token);
     char *body = s != NULL ? json_dumps(s, JSON_COMPACT) : NULL;
     json_decref(s);
     call->eng.phase = ENGINE_STARTING;

@@ -131,12 +131,17 @@ static void on_api_result(void *arg, int status, PGresult *res)
     if (http == 429)
         od_metric_add(m.rate_limited, 1);
     if (code != NULL) {
-        ingress__reply_problem(ctx, http, code,
-                      detail ? detail
-                      : http == 404 ? "no such object in this project"
-                      : http == 429 ? "too many requests for this API key; see Retry-After"
-                                    : code,
-                      NULL);
+        const char *field = json_string_value(json_object_get(r, "field"));
+        detail = detail ? detail
+                 : http == 404 ? "no such object in this project"
+                 : http == 429 ? "too many requests for this API key; see Retry-After"
+                               : code;
+        /* a problem about one field of the body names it, as the body checks do */
+        json_t *errs = field ? json_pack("[{ss ss ss}]", "field", field, "code", code, "message", detail) : NULL;
+        char *e = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+        ingress__reply_problem(ctx, http, code, detail, e);
+        free(e);
+        json_decref(errs);
     } else if (http == 204) {
         ingress__reply(ctx, 204, "application/json", "", 0);
     } else if (body != NULL && strcmp(ctx->route->pattern, "/v1/api-keys") == 0 && http == 201) {
@@ -232,6 +237,33 @@ void ingress__bad_param(ctx_t *ctx, const char *field, const char *message)
     ingress__ctx_free(ctx);
 }
 
+void ingress__err_add(ingress_errs_t *e, const char *field, const char *code, const char *message)
+{
+    if (e->first == NULL) {
+        e->first = code;
+        e->first_msg = message;
+    }
+    json_array_append_new(e->list, json_pack("{ss ss ss}", "field", field, "code", code, "message", message));
+}
+
+int ingress__errs_reply(ctx_t *ctx, ingress_errs_t *e)
+{
+    char *list = json_dumps(e->list, JSON_COMPACT);
+    ingress__reply_problem(ctx, strcmp(e->first, "invalid_json") == 0 ? 400 : 422, e->first, e->first_msg, list);
+    free(list);
+    json_decref(e->list);
+    ingress__ctx_free(ctx);
+    return -1;
+}
+
+size_t ingress__utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
 int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args)
 {
     int bad = 0;
@@ -308,12 +340,6 @@ static void route_get_project(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
     ingress__api_call(ctx, "get_project", json_object());
-}
-
-static void route_list_scenarios(ctx_t *ctx, h2o_req_t *req)
-{
-    (void)req;
-    ingress__api_call(ctx, "list_scenarios", json_object());
 }
 
 static void route_list_keys(ctx_t *ctx, h2o_req_t *req)
@@ -508,12 +534,12 @@ static char *call_body(ctx_t *ctx, const char *caller_id, int64_t created_ms)
     od_rfc3339_format(created_ms * 1000, created);
     if (ctx->creq.scheduled_us != 0)
         od_rfc3339_format(ctx->creq.scheduled_us, sched);
-    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn ss sn sn sn sn sn si}", "id", ctx->call_id, "status",
+    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn ss sn sn sn sn sn si sn}", "id", ctx->call_id, "status",
                           "queued", "final_state", "outcome", "goal_completed", "scenario", ctx->creq.scenario,
                           "phone", ctx->creq.phone, "metadata", ctx->meta, "scheduled_for",
                           ctx->creq.scheduled_us != 0 ? sched : NULL, "caller_id", caller_id, "batch_id",
                           "created_at", created, "dialed_at", "connected_at", "ended_at", "duration_s", "billed_s",
-                          "cost_micros", 0);
+                          "cost_micros", 0, "compliance");
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     return text ? text : od_strdup("{}");
@@ -730,7 +756,10 @@ static const route_t routes[] = {
     {"GET", "/v1/calls/{}", OD_SCOPE_READ, route_get_call},
     {"POST", "/v1/calls/{}/cancel", OD_SCOPE_TRIGGER, route_cancel_call},
     {"GET", "/v1/project", OD_SCOPE_READ, route_get_project},
-    {"GET", "/v1/scenarios", OD_SCOPE_READ, route_list_scenarios},
+    {"GET", "/v1/scenarios", OD_SCOPE_READ, ingress__list_scenarios},
+    {"POST", "/v1/scenarios", OD_SCOPE_ADMIN, ingress__create_scenario},
+    {"GET", "/v1/scenarios/{}", OD_SCOPE_READ, ingress__get_scenario},
+    {"PATCH", "/v1/scenarios/{}", OD_SCOPE_ADMIN, ingress__update_scenario},
     {"GET", "/v1/api-keys", OD_SCOPE_ADMIN, route_list_keys},
     {"POST", "/v1/api-keys", OD_SCOPE_ADMIN, route_create_key},
     {"DELETE", "/v1/api-keys/{}", OD_SCOPE_ADMIN, route_revoke_key},
@@ -878,6 +907,7 @@ static const od_pg_stmt_t stmts[] = {
     {"api", ACTOR_CTE "SELECT od_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"batch_api", ACTOR_CTE "SELECT od_batch_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"control_api", ACTOR_CTE "SELECT od_control_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"scenario_api", ACTOR_CTE "SELECT od_scenario_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"webhook_api", ACTOR_CTE "SELECT od_webhook_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_api", ACTOR_CTE "SELECT od_events_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_since", "SELECT od_events_since($1::xid8, $2::bigint, $3::uuid[], $4::integer)::text"},

@@ -123,10 +123,29 @@ int ingress__path_id(ctx_t *ctx, const char *what, char id[37]);
 /** The same for the i-th path parameter (0 = the first). */
 int ingress__path_id_at(ctx_t *ctx, int i, const char *what, char id[37]);
 
+/** The errors of a request body, as the problem's `errors`; the first one's code is the problem's. */
+typedef struct ingress_errs {
+    json_t *list;
+    const char *first, *first_msg;
+} ingress_errs_t;
+#define INGRESS_ERRS_INIT {json_array(), NULL, NULL}
+void ingress__err_add(ingress_errs_t *e, const char *field, const char *code, const char *message);
+/** Answers e (400 if its first code is invalid_json, else 422), frees it and ctx; returns -1. */
+int ingress__errs_reply(ctx_t *ctx, ingress_errs_t *e);
+/** Characters (code points) of a UTF-8 string. */
+size_t ingress__utf8_chars(const char *s, size_t len);
+
 /** Takes the Idempotency-Key header into ctx->idem: 0, or -1 after answering 400 (ctx freed). */
 int ingress__idem_header(ctx_t *ctx, h2o_req_t *req);
 /** limit (1..200) and cursor (an id) of a list into args: 0, or -1 after answering 400 (args and ctx freed). */
 int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args);
+
+/* ---- scenarios.c ---- */
+
+void ingress__list_scenarios(ctx_t *ctx, h2o_req_t *req);
+void ingress__get_scenario(ctx_t *ctx, h2o_req_t *req);
+void ingress__create_scenario(ctx_t *ctx, h2o_req_t *req);
+void ingress__update_scenario(ctx_t *ctx, h2o_req_t *req);
 
 /* ---- batches.c ---- */
 

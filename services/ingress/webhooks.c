@@ -47,30 +47,6 @@ static void reply_field(ctx_t *ctx, int status, const char *code, const char *fi
     ingress__ctx_free(ctx);
 }
 
-/* The errors of a body, as the problem's `errors`; the first one's code is the problem's. */
-typedef struct errs {
-    json_t *list;
-    const char *first;
-    const char *first_msg;
-} errs_t;
-
-static void add(errs_t *e, const char *field, const char *code, const char *message)
-{
-    if (e->first == NULL) {
-        e->first = code;
-        e->first_msg = message;
-    }
-    json_array_append_new(e->list, json_pack("{ss ss ss}", "field", field, "code", code, "message", message));
-}
-
-static size_t utf8_chars(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
-}
-
 /*
  * The body of POST (create = 1) or PATCH into args: url, event_types (all
  * by default on creation), description, enabled. 0, or -1 after answering.
@@ -89,25 +65,25 @@ static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_w
         ingress__ctx_free(ctx);
         return -1;
     }
-    errs_t e = {json_array(), NULL, NULL};
+    ingress_errs_t e = INGRESS_ERRS_INIT;
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v)
     {
         if (strcmp(key, "url") != 0 && strcmp(key, "event_types") != 0 && strcmp(key, "description") != 0 &&
             strcmp(key, "enabled") != 0)
-            add(&e, key, "unknown_field", "this field is not part of a webhook endpoint");
+            ingress__err_add(&e, key, "unknown_field", "this field is not part of a webhook endpoint");
     }
     url->host[0] = '\0';
     v = json_object_get(root, "url");
     if (v == NULL && create) {
-        add(&e, "url", "invalid_webhook_url", "url is required");
+        ingress__err_add(&e, "url", "invalid_webhook_url", "url is required");
     } else if (v != NULL) {
         const char *why = NULL;
         if (!json_is_string(v))
-            add(&e, "url", "invalid_webhook_url", "url must be a string");
+            ingress__err_add(&e, "url", "invalid_webhook_url", "url must be a string");
         else if (od_webhook_url_parse(json_string_value(v), json_string_length(v), url, &why) != 0)
-            add(&e, "url", "invalid_webhook_url", why);
+            ingress__err_add(&e, "url", "invalid_webhook_url", why);
         else
             json_object_set(args, "url", v);
     }
@@ -138,7 +114,7 @@ static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_w
             json_object_set_new(args, "event_types", types);
         else {
             json_decref(types);
-            add(&e, "event_types", "invalid_event_types",
+            ingress__err_add(&e, "event_types", "invalid_event_types",
                 "event_types must be a non-empty list of: call.queued, call.dialing, call.connected, "
                 "call.completed, call.failed, call.canceled, batch.completed");
         }
@@ -151,32 +127,27 @@ static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_w
     v = json_object_get(root, "description");
     if (v != NULL) {
         if (!json_is_string(v))
-            add(&e, "description", "invalid_type", "description must be a string");
-        else if (utf8_chars(json_string_value(v), json_string_length(v)) > DESCRIPTION_MAX)
-            add(&e, "description", "description_too_long", "description must be at most 500 characters");
+            ingress__err_add(&e, "description", "invalid_type", "description must be a string");
+        else if (ingress__utf8_chars(json_string_value(v), json_string_length(v)) > DESCRIPTION_MAX)
+            ingress__err_add(&e, "description", "description_too_long", "description must be at most 500 characters");
         else if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
-            add(&e, "description", "invalid_type", "description must not hold NUL characters");
+            ingress__err_add(&e, "description", "invalid_type", "description must not hold NUL characters");
         else
             json_object_set(args, "description", v);
     }
     v = json_object_get(root, "enabled");
     if (v != NULL) {
         if (!json_is_boolean(v))
-            add(&e, "enabled", "invalid_type", "enabled must be true or false");
+            ingress__err_add(&e, "enabled", "invalid_type", "enabled must be true or false");
         else
             json_object_set(args, "enabled", v);
     }
     if (e.first == NULL && !create && json_object_size(root) == 0)
-        add(&e, "", "invalid_json", "nothing to change: give url, event_types, description or enabled");
+        ingress__err_add(&e, "", "invalid_json", "nothing to change: give url, event_types, description or enabled");
     json_decref(root);
     if (e.first != NULL) {
-        char *list = json_dumps(e.list, JSON_COMPACT);
-        ingress__reply_problem(ctx, strcmp(e.first, "invalid_json") == 0 ? 400 : 422, e.first, e.first_msg, list);
-        free(list);
-        json_decref(e.list);
         json_decref(args);
-        ingress__ctx_free(ctx);
-        return -1;
+        return ingress__errs_reply(ctx, &e);
     }
     json_decref(e.list);
     return 0;

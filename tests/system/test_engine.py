@@ -139,9 +139,11 @@ def engine():
     e.stop()
 
 
-def call_with(system, tmp_path, engine, scenario, plan, digit=0):
+def call_with(system, tmp_path, engine, scenario, plan, digit=0, before=None):
     carrier = sip.Carrier(tmp_path, scenario)
     p = system.new_project(pacing=600, **NO_LIMITS)
+    if before is not None:
+        before(p)
     c = assert_accepted(p.api.create_call(phone(digit), metadata={"engine_plan": plan, "customer": "Ada"}))
     final = wait_all_final(system, [c["id"]], timeout=40)[c["id"]]
     call = p.api.get(f"/v1/calls/{c['id']}").json()
@@ -167,6 +169,9 @@ def test_report_success_hangs_up_with_the_outcome(system, tmp_path, engine):
     assert s["media"] == {"local": {"host": "127.0.0.1", "port": 41234},
                           "remote": {"host": "127.0.0.1", "port": 6000, "codec": "PCMU"}}
     assert s["report_url"].endswith(f"/engine/v1/sessions/{cid}/report")
+    # the scenario's compliance texts, as recorded on the call
+    assert s["disclosure_enabled"] is True and s["disclosure"] == call["compliance"]["disclosure"]
+    assert s["opt_out_script"] == call["compliance"]["opt_out_script"] and s["opt_out_script"]
     assert engine.report_answers[cid] == [(202, {"call_id": cid, "status": "accepted"})]
     assert cid not in engine.ends  # the report ended it: no end notice
     assert f"Bearer {ENGINE_TOKEN}" in engine.auth
@@ -255,3 +260,22 @@ def test_an_opt_out_puts_the_number_on_the_dnc_list(system, tmp_path, engine):
     added = [a for a in audit if a["action"] == "dnc.added"]
     assert added and added[0]["changes"]["source"] == "opt_out", audit
 
+
+
+def test_the_session_carries_the_scenario_as_edited(system, tmp_path, engine):
+    """The scenario's disclosure turned off (with its reason) and its own
+    opt-out script: the engine's session says so, and so does the call."""
+    def edit(p):
+        r = p.admin.patch("/v1/scenarios/appointment_reminder",
+                          json={"disclosure_enabled": False, "disclosure_off_reason": "calls to our own staff",
+                                "opt_out_script": "Say 'stop calling' and we will."})
+        assert r.status_code == 200, r.text
+    p, cid, call, final, rc, carrier = call_with(system, tmp_path, engine, "answer_we_bye", "report_success",
+                                                 before=edit)
+    assert rc == 0, carrier.errors()
+    s = engine.sessions[cid]
+    check_schema("session", s)
+    assert s["disclosure_enabled"] is False and "disclosure" not in s, s
+    assert s["opt_out_script"] == "Say 'stop calling' and we will."
+    assert call["compliance"] == {"disclosure_enabled": False, "disclosure": None,
+                                  "opt_out_script": "Say 'stop calling' and we will."}, call
