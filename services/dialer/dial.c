@@ -106,6 +106,8 @@ void dialer__end_call(dcall_t *call, const provider_result_t *res)
         ev->goal_completed = res->goal_completed;
         ev->duration_ms = 0;
     }
+    if (res->final_state == OD_FINAL_INTERNAL_ERROR)
+        snprintf(ev->component, sizeof(ev->component), "%s", res->component ? res->component : "provider");
     od_metric_add(d->m.results[res->final_state], 1);
     od_log(OD_LOG_INFO, call->id, "ended: %s%s%s, talk %lld ms (%s)", od_final_state_name(res->final_state),
            ev->outcome != OD_OUTCOME_NONE ? " " : "", ev->outcome != OD_OUTCOME_NONE ? od_outcome_name(ev->outcome) : "",
@@ -176,7 +178,7 @@ void dialer__dial(dcall_t *call, const char *claim_json)
         /* the event needs a project id; the outcome service matches on the call id */
         snprintf(call->project_id, sizeof(call->project_id), "00000000-0000-0000-0000-000000000000");
         provider_result_t res = {.final_state = OD_FINAL_INTERNAL_ERROR, .goal_completed = -1,
-                                 .detail = "dialer: claim result unusable"};
+                                 .detail = "dialer: claim result unusable", .component = "dialer"};
         dialer__end_call(call, &res);
         return;
     }

@@ -177,7 +177,7 @@ static void finish(dcall_t *call, const provider_result_t *res)
     call->eng.phase = ENGINE_OVER;
     if (call->eng.failed[0] != '\0') {
         out = (provider_result_t){.final_state = OD_FINAL_INTERNAL_ERROR, .goal_completed = -1,
-                                  .detail = call->eng.failed};
+                                  .detail = call->eng.failed, .component = "engine"};
     } else if (call->eng.report == ENGINE_REPORT_VOICEMAIL) {
         snprintf(detail, sizeof(detail), "voicemail detected by the conversation engine; %s", res->detail);
         out = (provider_result_t){.final_state = OD_FINAL_VOICEMAIL_DETECTED, .goal_completed = -1, .detail = detail};

@@ -52,6 +52,7 @@ typedef struct provider_result {
     int64_t talk_ms;              /**< talk time of completed calls; 0 for failures */
     const char *detail;           /**< cause in words (SIP code and reason, ...); never NULL */
     int opted_out;                /**< completed calls: the callee asked not to be called again (the engine's word) */
+    const char *component;        /**< internal_error: what failed ("dialer", "engine"); NULL: "provider" */
 } provider_result_t;
 
 /** Callbacks of one call; `arg` is the dialer's per-call pointer given to dial(). */

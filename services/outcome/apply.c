@@ -66,6 +66,8 @@ static char *event_json(const od_call_event_t *ev)
     od_buf_printf(&b, ",\"opted_out\":%s,\"at_us\":%lld,\"detail\":", ev->opted_out ? "true" : "false",
                   (long long)ev->at_us);
     json_str_or_null(&b, ev->detail[0] != '\0' ? ev->detail : NULL);
+    if (ev->component[0] != '\0')
+        od_buf_printf(&b, ",\"component\":\"%s\"", ev->component); /* one of three names (od_call_event_decode) */
     od_buf_puts(&b, "}");
     return b.base;
 }

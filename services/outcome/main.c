@@ -7,7 +7,7 @@ static const char usage[] =
     "usage: outdial-outcome [--help]\n"
     "Consumes calls.events and applies them to PostgreSQL in batches (states only move\n"
     "forward; completed calls are billed), ends calls whose dialer's lease ran out,\n"
-    "and sends the webhook deliveries.\n";
+    "sends the webhook deliveries, and raises an operator alert for every internal_error.\n";
 
 static const od_conf_item_t conf_table[] = {
     OD_COMMON_CONF(outcome_conf_t, 9103),
@@ -32,6 +32,14 @@ static const od_conf_item_t conf_table[] = {
     OD_CONF_STR(outcome_conf_t, webhook_retry_schedule, "OUTDIAL_WEBHOOK_RETRY_SCHEDULE",
                 "5,300,1800,7200,18000,36000,86400",
                 "seconds between a failed webhook attempt and the next (each +-20 %), then the delivery fails"),
+    OD_CONF_STR(outcome_conf_t, alert_webhook_url, "OUTDIAL_ALERT_WEBHOOK_URL", "",
+                "the operator's URL that gets a POST for each call ended internal_error (empty: log line and metric "
+                "only)"),
+    OD_CONF_SECRET(outcome_conf_t, alert_webhook_secret, "OUTDIAL_ALERT_WEBHOOK_SECRET", "",
+                   "whsec_ secret that signs the alert webhooks like customer webhooks (empty: unsigned)"),
+    OD_CONF_INT(outcome_conf_t, alert_webhook_retry_s, "OUTDIAL_ALERT_WEBHOOK_RETRY_S", "30", 1, 3600,
+                "a failed alert webhook is sent again after this, then after twice as long each time (at most an "
+                "hour), 10 attempts in all"),
 };
 
 int main(int argc, char **argv)

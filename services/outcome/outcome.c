@@ -13,6 +13,8 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"reap", "SELECT od_reap($1::integer)"},
     {"batch_compact", "SELECT od_batch_compact($1::integer)"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
+    {"alerts_claim", "SELECT od_alerts_claim($1::integer, $2::integer)"},
+    {"alerts_done", "SELECT od_alerts_done($1::uuid[])"},
     {"webhook_cycle", "SELECT od_webhook_cycle($1, $2::jsonb, $3::integer[], $4::integer, $5::integer, "
                       "$6::integer, $7::integer)::text"},
 };
@@ -51,6 +53,7 @@ static void on_drain_finish(uv_timer_t *t)
     outcome__reaper_stop(o);
     outcome__apply_close(o);
     outcome__webhooks_close(o->webhooks);
+    outcome__alerts_close(o->alerts);
     od_pg_close(o->pg);
     uv_close((uv_handle_t *)&o->drain_timer, NULL);
     od_svc_done(o->svc, 0);
@@ -59,7 +62,7 @@ static void on_drain_finish(uv_timer_t *t)
 void outcome__drain_check(outcome_t *o)
 {
     if (!o->draining || o->closing || o->flight.n > 0 || o->open.n > 0 || o->inflight ||
-        outcome__webhooks_busy(o->webhooks))
+        outcome__webhooks_busy(o->webhooks) || outcome__alerts_busy(o->alerts))
         return;
     o->closing = 1;
     uv_timer_start(&o->drain_timer, on_drain_finish, 0, 0);
@@ -76,6 +79,7 @@ static void outcome_drain(od_svc_t *svc, void *arg)
     }
     outcome__reaper_pause(o);
     outcome__webhooks_drain(o->webhooks);
+    outcome__alerts_pause(o->alerts);
     od_info("drain: %d events in flight, %d collected", o->flight.n, o->open.n);
     outcome__flush(o); /* the events already collected go too */
     outcome__drain_check(o);
@@ -110,6 +114,7 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
         return NULL;
     outcome__apply_init(o);
     outcome__reaper_start(o);
+    o->alerts = outcome__alerts_start(o);
     uv_timer_init(o->loop, &o->drain_timer);
     o->drain_timer.data = o;
 

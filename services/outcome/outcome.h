@@ -11,8 +11,8 @@
  *                                                                                      ▼ alone; skip the poison one
  *
  * Files: apply.c (consumer, batches), reaper.c (lease reaper, idempotency
- * expiry), webhook_sender.c (webhook deliveries), outcome.c (set-up,
- * readiness, drain).
+ * expiry), webhook_sender.c (webhook deliveries), alerts.c (operator alerts
+ * of internal errors), outcome.c (set-up, readiness, drain).
  */
 #ifndef OD_OUTCOME_H
 #define OD_OUTCOME_H
@@ -38,6 +38,10 @@ typedef struct outcome_conf {
     int64_t webhook_poll_ms;         /**< OUTDIAL_WEBHOOK_POLL_MS */
     int64_t webhook_disable_after_s; /**< OUTDIAL_WEBHOOK_DISABLE_AFTER_S */
     char *webhook_retry_schedule;    /**< OUTDIAL_WEBHOOK_RETRY_SCHEDULE */
+    /* alerts.c */
+    char *alert_webhook_url;    /**< OUTDIAL_ALERT_WEBHOOK_URL ("": none) */
+    char *alert_webhook_secret; /**< OUTDIAL_ALERT_WEBHOOK_SECRET ("": unsigned) */
+    int64_t alert_webhook_retry_s; /**< OUTDIAL_ALERT_WEBHOOK_RETRY_S */
 } outcome_conf_t;
 
 /** One consumed event, as the JSON object od_apply_events takes. */
@@ -55,6 +59,7 @@ typedef struct obatch {
 
 typedef struct outcome outcome_t;
 typedef struct wh_sender wh_sender_t;
+typedef struct outcome_alerts outcome_alerts_t;
 
 /** A periodic statement of reaper.c: one parameter in, a count out, never twice at once. */
 typedef struct outcome_chore {
@@ -91,6 +96,7 @@ struct outcome {
 
     uv_timer_t drain_timer;
     wh_sender_t *webhooks; /**< webhook_sender.c */
+    outcome_alerts_t *alerts; /**< alerts.c */
 
     struct {
         od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted;
@@ -126,5 +132,14 @@ void outcome__webhooks_drain(wh_sender_t *s);
 /** 1 while requests are in flight or answers are not recorded yet. */
 int outcome__webhooks_busy(const wh_sender_t *s);
 void outcome__webhooks_close(wh_sender_t *s);
+
+/* alerts.c */
+/** Starts claiming internal-error alerts every reaper interval. */
+outcome_alerts_t *outcome__alerts_start(outcome_t *o);
+/** Drain: no more claims. */
+void outcome__alerts_pause(outcome_alerts_t *a);
+/** 1 while a claim, a webhook or the marking is out. */
+int outcome__alerts_busy(const outcome_alerts_t *a);
+void outcome__alerts_close(outcome_alerts_t *a);
 
 #endif

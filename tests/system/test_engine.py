@@ -17,7 +17,7 @@ import pytest
 import requests
 
 import test_sip as sip
-from harness import free_port
+from harness import free_port, wait_until
 from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
 
 ENGINE_PORT = free_port()
@@ -236,6 +236,13 @@ def test_engine_that_will_not_take_the_call_hangs_up_as_internal_error(system, t
     assert why in sip.details(call)
     assert call["duration_s"] in (0, None)
     assert system.dialer.metrics()['outdial_engine_sessions_total{result="failed"}'] >= 1
+    # recorded as the engine's failure, with the reason, and alerted by the outcome service
+    err = json.loads(system.scalar(f"SELECT internal_error FROM calls WHERE id = '{cid}'"))
+    assert err["component"] == "engine" and why in err["reason"] and err["detected_by"] == "dialer", err
+    assert err["dialer_id"], err
+    wait_until(lambda: any(l.get("alert") == "internal_error" and l.get("call_id") == cid
+                           for l in system.outcome.log_lines()), timeout=10, what="the alert line")
+    assert system.outcome.metrics()['outdial_internal_errors_total{component="engine"}'] >= 1
 
 
 def test_an_opt_out_puts_the_number_on_the_dnc_list(system, tmp_path, engine):

@@ -122,6 +122,8 @@ void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out)
         od_buf_puts(out, ",\"detail\":");
         od_buf_json_str(out, ev->detail, strlen(ev->detail));
     }
+    if (ev->component[0] != '\0')
+        od_buf_printf(out, ",\"component\":\"%s\"", ev->component);
     if (ev->dialer_id[0] != '\0') {
         od_buf_puts(out, ",\"dialer_id\":");
         od_buf_json_str(out, ev->dialer_id, strlen(ev->dialer_id));
@@ -199,6 +201,11 @@ int od_call_event_decode(const char *json, size_t len, od_call_event_t *ev, char
         copy_str(root, "dialer_id", ev->dialer_id, sizeof(ev->dialer_id), 0) != 0) {
         snprintf(errstr, errlen, "bad detail or dialer_id");
         goto out;
+    }
+    if (copy_str(root, "component", ev->component, sizeof(ev->component), 0) != 0 ||
+        (ev->component[0] != '\0' && strcmp(ev->component, "dialer") != 0 && strcmp(ev->component, "provider") != 0 &&
+         strcmp(ev->component, "engine") != 0)) {
+        ev->component[0] = '\0'; /* an unknown component is not worth losing the event: "dialer" is assumed */
     }
     if (od_call_status_final(ev->status) != (ev->final_state != OD_FINAL_NONE) ||
         (ev->final_state != OD_FINAL_NONE && od_final_state_status(ev->final_state) != ev->status)) {

@@ -26,15 +26,10 @@ int od_log_enabled(od_log_level_t level)
     return level >= log_min;
 }
 
-void od_log(od_log_level_t level, const char *call_id, const char *fmt, ...)
+static void vlog(od_log_level_t level, const char *call_id, const char *fields, const char *fmt, va_list ap)
 {
-    if (level < log_min)
-        return;
     char msg[2048], ts[32];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof(msg))
@@ -48,6 +43,12 @@ void od_log(od_log_level_t level, const char *call_id, const char *fmt, ...)
         od_buf_puts(&b, ",\"call_id\":");
         od_buf_json_str(&b, call_id, strlen(call_id));
     }
+    /* the members of {"k":v,...}: its text without the braces */
+    size_t fl = fields != NULL ? strlen(fields) : 0;
+    if (fl > 2 && fields[0] == '{' && fields[fl - 1] == '}') {
+        od_buf_puts(&b, ",");
+        od_buf_append(&b, fields + 1, fl - 2);
+    }
     od_buf_puts(&b, "}\n");
     /* one write per line, so lines of concurrent processes never interleave */
     ssize_t off = 0;
@@ -58,4 +59,24 @@ void od_log(od_log_level_t level, const char *call_id, const char *fmt, ...)
         off += w;
     }
     od_buf_free(&b);
+}
+
+void od_log(od_log_level_t level, const char *call_id, const char *fmt, ...)
+{
+    if (level < log_min)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, call_id, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void od_log_fields(od_log_level_t level, const char *call_id, const char *fields, const char *fmt, ...)
+{
+    if (level < log_min)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, call_id, fields, fmt, ap);
+    va_end(ap);
 }

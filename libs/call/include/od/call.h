@@ -85,6 +85,7 @@ typedef struct od_call_event {
     int64_t duration_ms;       /**< talk time, for completed calls; -1 unknown */
     int opted_out;             /**< 1: the callee asked not to be called again (the engine's report): onto the DNC list */
     char detail[256];          /**< free text: "ringing", SIP code and reason, error */
+    char component[16];        /**< internal_error only: what failed, "dialer", "provider" or "engine" */
     char dialer_id[64];
 } od_call_event_t;
 

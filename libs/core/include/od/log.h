@@ -20,6 +20,13 @@ typedef enum {
 void od_log_init(const char *service, const char *level);
 /** Writes one log line. `call_id` may be NULL. */
 void od_log(od_log_level_t level, const char *call_id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/**
+ * Writes one log line with more members: `fields` is the text of a JSON
+ * object whose members follow "msg" (e.g. {"alert":"internal_error",...}),
+ * so that log routers can match on them. NULL or "{}" adds none.
+ */
+void od_log_fields(od_log_level_t level, const char *call_id, const char *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /** 1 if lines of `level` are written. */
 int od_log_enabled(od_log_level_t level);
 

@@ -75,7 +75,21 @@ static void test_event_roundtrip(void)
     od_call_event_encode(&ev, &b);
     CHECK(strstr(b.base, "opted_out") == NULL);
     CHECK(od_call_event_decode(b.base, b.len, &back, err, sizeof(err)) == 0 && back.opted_out == 0);
+    CHECK(strstr(b.base, "component") == NULL && back.component[0] == '\0');
     od_buf_free(&b);
+    /* an internal error names its component; an unknown one is dropped, not the event */
+    ev.status = OD_CALL_FAILED;
+    ev.final_state = OD_FINAL_INTERNAL_ERROR;
+    ev.outcome = OD_OUTCOME_NONE;
+    strcpy(ev.component, "engine");
+    od_call_event_encode(&ev, &b);
+    CHECK(od_call_event_decode(b.base, b.len, &back, err, sizeof(err)) == 0);
+    CHECK_STR(back.component, "engine");
+    od_buf_free(&b);
+    static const char odd[] = "{\"v\":1,\"call_id\":\"0194a3b2-7c1d-7000-8000-0000000000c1\",\"project_id\":"
+                              "\"0194a3b2-7c1d-7000-8000-000000000001\",\"status\":\"failed\",\"final_state\":"
+                              "\"internal_error\",\"at_us\":1,\"component\":\"the-moon-and-beyond\"}";
+    CHECK(od_call_event_decode(odd, strlen(odd), &back, err, sizeof(err)) == 0 && back.component[0] == '\0');
 
     static const char *const bad[] = {
         "",
