@@ -484,8 +484,8 @@ static void publish(ctx_t *ctx, int64_t due_ms)
     char msg[256];
     int n = snprintf(msg, sizeof(msg),
                      "{\"v\":1,\"type\":\"call.requested\",\"call_id\":\"%s\",\"project_id\":\"%s\","
-                     "\"batch_id\":null,\"due_ms\":%lld}",
-                     ctx->call_id, ctx->key.project_id, (long long)due_ms);
+                     "\"batch_id\":null,\"due_ms\":%lld,\"phone\":\"%s\"}",
+                     ctx->call_id, ctx->key.project_id, (long long)due_ms, ctx->creq.phone);
     int rc = od_kprod_send(in->kp, in->topic_requested, ctx->key.project_id, 36, msg, (size_t)n, on_published, ctx);
     if (rc != 0) {
         od_metric_add(m.publish_failed, 1);
