@@ -1,10 +1,13 @@
 /*
- * libFuzzer target for od_phone_parse_e164 and od_phone_region.
+ * libFuzzer target for od_phone_parse_e164, od_phone_region and
+ * od_phone_time_zones.
  * Properties checked beyond "no crash, no sanitizer report":
  *  - an accepted number comes out as "+" and 8..15 digits, NUL-terminated;
  *  - parsing is idempotent: the output parses again to itself;
  *  - a rejected number leaves an empty output and a known error code;
- *  - the region of an accepted number is "ZZ" or two capital letters.
+ *  - the region of an accepted number is "ZZ" or two capital letters;
+ *  - its time zones are found (0 or more, never an error), and their count
+ *    matches the list.
  */
 #include "od/phone.h"
 
@@ -35,6 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char region[3];
     if (od_phone_region(out, region) != 0 || region[2] != '\0' || region[0] < 'A' || region[0] > 'Z' ||
         region[1] < 'A' || region[1] > 'Z')
+        abort();
+
+    const char *zones;
+    int nz = od_phone_time_zones(out, &zones);
+    if (nz < 0 || (nz == 0) != (zones[0] == '\0'))
         abort();
     return 0;
 }

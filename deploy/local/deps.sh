@@ -31,10 +31,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---------------------------------------------------------------- Debian packages
+# python3-phonenumbers: its data0.py is libphonenumber's prefix -> time zones
+# map, from which the build generates libs/phone's table (gen_tz_table.py).
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libh2o-dev libuv1-dev librdkafka-dev libjansson-dev libssl-dev
-  libcurl4-openssl-dev uuid-dev libphonenumber-dev zlib1g-dev libosip2-dev sip-tester
+  libcurl4-openssl-dev uuid-dev libphonenumber-dev python3-phonenumbers zlib1g-dev libosip2-dev sip-tester
   postgresql-15 postgresql-client-15 libpq-dev
   wrk kcat clang libclang-rt-14-dev
   python3-pytest python3-requests python3-jsonschema

@@ -31,6 +31,7 @@
 #include "od/multipart.h"
 #include "od/phone.h"
 #include "od/rfc3339.h"
+#include "od/window.h"
 
 #define RESULTS_PAGE 20000 /* rows per batch_results query */
 #define BATCH_CLAIM_MS 2000 /* how often an ingress looks for a batch left validating */
@@ -45,6 +46,7 @@ struct batch_job {
     char *file;
     size_t file_len;
     char *file_name, *scenario, *caller_id, *start_at;
+    char *windows; /* calling_windows: as sent, then od_window_parse's canonical form */
     int64_t pacing; /* 0: the default */
     size_t max_rows;
     od_batch_file_t bf;
@@ -77,6 +79,7 @@ void ingress__batch_job_free(batch_job_t *job)
     free(job->scenario);
     free(job->caller_id);
     free(job->start_at);
+    free(job->windows);
     free(job->head);
     od_batch_file_free(&job->bf);
     od_buf_free(&job->page);
@@ -123,7 +126,8 @@ static int on_part(void *arg, const od_mp_part_t *p)
 {
     form_t *f = arg;
     batch_job_t *job = f->job;
-    static const char *const names[] = {"file", "scenario", "pacing_per_min", "start_at", "caller_id"};
+    static const char *const names[] = {"file", "scenario", "pacing_per_min", "start_at", "caller_id",
+                                        "calling_windows"};
     size_t i;
     for (i = 0; i < OD_ARRAY_SIZE(names); i++)
         if (p->name_len == strlen(names[i]) && memcmp(p->name, names[i], p->name_len) == 0)
@@ -144,7 +148,11 @@ static int on_part(void *arg, const od_mp_part_t *p)
             job->file_name = od_strndup(p->filename, p->filename_len);
         return 0;
     }
-    char **slot = i == 1 ? &job->scenario : i == 3 ? &job->start_at : i == 4 ? &job->caller_id : NULL;
+    char **slot = i == 1   ? &job->scenario
+                  : i == 3 ? &job->start_at
+                  : i == 4 ? &job->caller_id
+                  : i == 5 ? &job->windows
+                           : NULL;
     if (i == 2) {
         char *v = od_strndup(p->data, p->len);
         job->pacing = parse_pacing(v);
@@ -175,6 +183,8 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
         job->file_name = od_strdup(v);
     if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL)
         job->pacing = parse_pacing(v);
+    if ((v = od_http_query(req, "calling_windows", &bad)) != NULL)
+        job->windows = od_strdup(v);
     if (bad) {
         ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
         return -1;
@@ -233,6 +243,16 @@ static int check_settings(ctx_t *ctx)
         free(job->start_at);
         job->start_at = od_strdup(ts);
     }
+    if (job->windows != NULL) {
+        char *canonical, err[256], field[64];
+        if (od_window_parse(job->windows, strlen(job->windows), "calling_windows", &canonical, err, sizeof err, field,
+                            sizeof field) != 0) {
+            field_problem(ctx, 422, "invalid_calling_windows", field, err);
+            return -1;
+        }
+        free(job->windows);
+        job->windows = canonical;
+    }
     return 0;
 }
 
@@ -260,6 +280,8 @@ static void on_check(uv_work_t *w)
     hash_str(md, job->start_at);
     hash_str(md, job->caller_id);
     hash_str(md, job->file_name);
+    if (job->windows != NULL) /* only then: the hashes of uploads without windows stay as they were */
+        hash_str(md, job->windows);
     EVP_DigestUpdate(md, job->file, job->file_len);
     EVP_DigestFinal_ex(md, d, &dlen);
     EVP_MD_CTX_free(md);
@@ -549,6 +571,8 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
                           job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
                           job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
                           job->file_name ? job->file_name : "upload.csv", "idem_key", ctx->idem[0] ? ctx->idem : NULL);
+    if (job->windows != NULL)
+        json_object_set_new(p, "calling_windows", json_loads(job->windows, 0, NULL));
     job->head = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     job->head[strlen(job->head) - 1] = '\0'; /* without its closing brace: on_check_done adds to it */

@@ -510,8 +510,8 @@ static void publish(ctx_t *ctx, int64_t due_ms)
     char msg[256];
     int n = snprintf(msg, sizeof(msg),
                      "{\"v\":1,\"type\":\"call.requested\",\"call_id\":\"%s\",\"project_id\":\"%s\","
-                     "\"batch_id\":null,\"due_ms\":%lld}",
-                     ctx->call_id, ctx->key.project_id, (long long)due_ms);
+                     "\"batch_id\":null,\"due_ms\":%lld,\"phone\":\"%s\"}",
+                     ctx->call_id, ctx->key.project_id, (long long)due_ms, ctx->creq.phone);
     int rc = od_kprod_send(in->kp, in->topic_requested, ctx->key.project_id, 36, msg, (size_t)n, on_published, ctx);
     if (rc != 0) {
         od_metric_add(m.publish_failed, 1);
@@ -534,12 +534,12 @@ static char *call_body(ctx_t *ctx, const char *caller_id, int64_t created_ms)
     od_rfc3339_format(created_ms * 1000, created);
     if (ctx->creq.scheduled_us != 0)
         od_rfc3339_format(ctx->creq.scheduled_us, sched);
-    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn ss sn sn sn sn sn si sn}", "id", ctx->call_id, "status",
-                          "queued", "final_state", "outcome", "goal_completed", "scenario", ctx->creq.scenario,
-                          "phone", ctx->creq.phone, "metadata", ctx->meta, "scheduled_for",
+    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn ss sn sn sn sn sn si sn sn}", "id", ctx->call_id,
+                          "status", "queued", "final_state", "outcome", "goal_completed", "scenario",
+                          ctx->creq.scenario, "phone", ctx->creq.phone, "metadata", ctx->meta, "scheduled_for",
                           ctx->creq.scheduled_us != 0 ? sched : NULL, "caller_id", caller_id, "batch_id",
                           "created_at", created, "dialed_at", "connected_at", "ended_at", "duration_s", "billed_s",
-                          "cost_micros", 0, "compliance");
+                          "cost_micros", 0, "compliance", "calling_window");
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     return text ? text : od_strdup("{}");

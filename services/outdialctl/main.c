@@ -14,6 +14,7 @@
 #include "od/core.h"
 #include "od/phone.h"
 #include "od/secret.h"
+#include "od/window.h"
 
 static const char usage[] =
     "usage: outdialctl [--json] COMMAND ...\n"
@@ -24,6 +25,9 @@ static const char usage[] =
     "  project create NAME [--pacing N] [--wallet MICROS]      prints the project id\n"
     "  project set ID [--pacing N] [--wallet MICROS] [--calls-per-min N] [--requests-per-hour N]\n"
     "                 [--price-per-min MICROS]     (a new --wallet balance is a ledger adjustment)\n"
+    "                 [--calling-windows JSON|none] calling windows in the recipient's local time, e.g.\n"
+    "                                               '[{\"days\":\"mon-fri\",\"from\":\"09:00\",\"to\":\"20:00\"}]'\n"
+    "                                               (docs/quiet-hours.md); none: no windows\n"
     "  project topup ID MICROS [--reason TEXT]      add to the wallet (a ledger top-up)\n"
     "  scenario add PROJECT IDN [--disclosure TEXT]\n"
     "  caller-id add PROJECT E164\n"
@@ -280,17 +284,30 @@ int main(int argc, char **argv)
         rc = project_create(conn, args[0], pacing, wallet, 0);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "set") == 0 && rest >= 1) {
         static const char *const allowed[] = {"--pacing", "--wallet", "--calls-per-min", "--requests-per-hour",
-                                              "--price-per-min", NULL};
-        const char *p[6] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
+                                              "--price-per-min", "--calling-windows", NULL};
+        const char *p[8] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
                             opt(rest, args, "--calls-per-min"), opt(rest, args, "--requests-per-hour"),
-                            opt(rest, args, "--price-per-min")};
+                            opt(rest, args, "--price-per-min"), NULL, "0"};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         for (int i = 1; i < 6; i++)
             if (!is_int(p[i]))
                 return fprintf(stderr, "outdialctl: options take integers\n"), 2;
-        if ((conn = connect_pg()) == NULL)
+        /* --calling-windows: $7 the canonical form, $8 "1" to change them (none: to NULL) */
+        const char *cw = opt(rest, args, "--calling-windows");
+        char *windows = NULL;
+        if (cw != NULL && strcmp(cw, "none") != 0) {
+            char err[256], field[64];
+            if (od_window_parse(cw, strlen(cw), "--calling-windows", &windows, err, sizeof err, field,
+                                sizeof field) != 0)
+                return fprintf(stderr, "outdialctl: %s: %s\n", field, err), 2;
+        }
+        p[6] = windows;
+        p[7] = cw != NULL ? "1" : "0";
+        if ((conn = connect_pg()) == NULL) {
+            free(windows);
             return 1;
+        }
         /* a new wallet balance is an adjustment in the ledger (its difference), as billing shows it */
         rc = print_id(run(conn,
                           "WITH old AS (SELECT wallet_micros FROM projects WHERE id = $1::uuid FOR UPDATE), "
@@ -298,14 +315,16 @@ int main(int argc, char **argv)
                           "wallet_micros = coalesce($3::bigint, wallet_micros), "
                           "calls_per_min = coalesce($4::integer, calls_per_min), "
                           "requests_per_hour = coalesce($5::integer, requests_per_hour), "
-                          "price_per_min_micros = coalesce($6::bigint, price_per_min_micros) "
+                          "price_per_min_micros = coalesce($6::bigint, price_per_min_micros), "
+                          "calling_windows = CASE WHEN $8::boolean THEN $7::jsonb ELSE calling_windows END "
                           "WHERE id = $1::uuid RETURNING id, wallet_micros), "
                           "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
                           "SELECT u.id, u.wallet_micros - old.wallet_micros, 'adjustment by the operator' FROM u, old "
                           "WHERE u.wallet_micros <> old.wallet_micros) "
                           "SELECT id FROM u",
-                          6, p),
+                          8, p),
                       "project");
+        free(windows);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "topup") == 0 && rest >= 2) {
         static const char *const allowed[] = {"--reason", NULL};
         if (check_opts(rest, args, 2, allowed) != 0 || !is_int(args[1]) || atoll(args[1]) <= 0)

@@ -6,7 +6,8 @@ static const char usage[] =
     "usage: outdial-scheduler [--help]\n\n"
     "Consumes calls.requested (a consumer group: each copy owns the projects of its\n"
     "partitions), holds the calls due within the horizon in memory, and releases them\n"
-    "through od_dispatch in PostgreSQL (pacing, DNC re-check, wallet) to calls.dispatch,\n"
+    "through od_dispatch in PostgreSQL (pacing, DNC re-check, wallet, calling windows in\n"
+    "the recipient's time zone) to calls.dispatch,\n"
     "fairly between a project's batches and single calls. PostgreSQL is the source of\n"
     "truth: a periodic sweep reloads what memory does not hold.";
 
@@ -23,6 +24,9 @@ static const od_conf_item_t conf_table[] = {
                 "most calls offered to one od_dispatch query (in fair order)"),
     OD_CONF_INT(sched_conf_t, sweep_limit, "OUTDIAL_SCHED_SWEEP_LIMIT", "10000", 100, 1000000,
                 "most calls one sweep loads"),
+    OD_CONF_INT(sched_conf_t, clock_offset_s, "OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S", "0", -400000000, 400000000,
+                "tests only: seconds added to the clock on which calling windows are read (pacing and due "
+                "times keep the real clock); leave 0 in production"),
 };
 
 int main(int argc, char **argv)

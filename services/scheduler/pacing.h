@@ -44,6 +44,9 @@ typedef struct pacing_call {
     pacing_call_state_t state; /**< where the call is (see the enum) */
     pacing_lane_t *lane;       /**< its lane (never NULL) */
     pacing_proj_t *proj;       /**< its project (never NULL) */
+    const char *zones;         /**< the number's time zones for od_dispatch's calling windows: a static
+                                    string of od_phone_time_zones ("" unknown), set by the caller after
+                                    pacing_add (NULL until then) */
 } pacing_call_t;
 
 /** One lane: the queued calls of one batch (or the single calls) of a project. */

@@ -12,10 +12,17 @@
  *        +---- "wait", "hold", PostgreSQL unavailable -----------------+
  *                                                                     | "ok"
  *        forgotten <-- "gone", "dnc_blocked" ----- TAKEN              v
+ *        forgotten <-- "later", "no_window" ---/                      |
  *        forgotten <-- delivery report OK ------------------------ SENDING
  *                                                  (failed report: publish again
  *                                                   after a backoff, never a
  *                                                   second od_dispatch)
+ *
+ * Calling windows (quiet hours, docs/quiet-hours.md): each call carries its
+ * number's time zones (od_phone_time_zones, looked up once when it is
+ * added); od_dispatch applies the windows. A call outside them answers
+ * "later": PostgreSQL moved its due_at to the opening, so it is forgotten
+ * here and the sweep brings it back when that comes within the horizon.
  *
  * od_dispatch commits calls.dispatched_at before the message is published; a
  * message that never makes it (crash, drain timeout) is found again by the
@@ -39,6 +46,7 @@
 
 #include "od/core.h"
 #include "od/log.h"
+#include "od/phone.h"
 
 #define HOLD_RETRY_MS 5000     /* a project whose wallet is empty is asked again after this */
 #define WAIT_MIN_MS 100        /* all offered calls waited: look again no sooner (clock skew guard) */
@@ -80,6 +88,18 @@ static int64_t backoff_ms(int base, int max, int attempt)
     for (int i = 1; i < attempt && d < max; i++)
         d *= 2;
     return OD_MIN(d, max);
+}
+
+int sched__add(sched_t *s, const char *proj_id, const char *call_id, const char *batch_id, int64_t due_ms,
+               const char *phone)
+{
+    if (!pacing_add(s->pc, proj_id, call_id, batch_id, due_ms))
+        return 0;
+    const char *zones;
+    if (od_phone_time_zones(phone, &zones) < 0) /* stored numbers parse: only a bug gets here */
+        od_log(OD_LOG_WARN, call_id, "no time zone for the number: calling windows apply in UTC");
+    pacing_find(s->pc, call_id)->zones = zones;
+    return 1;
 }
 
 /* ---- wake-ups ---- */
@@ -269,6 +289,20 @@ static int64_t dispatch_apply(sched_t *s, dispatch_job_t *job, json_t *ans, int6
             moved++;
         } else if (strcmp(r, "wait") == 0) {
             pacing_put_back(s->pc, call);
+        } else if (strcmp(r, "later") == 0) {
+            json_t *due = json_object_get(el, "due_ms");
+            od_log(OD_LOG_INFO, call->id, "outside its calling window (time zones %s): held %lld s, until it opens",
+                   call->zones[0] != '\0' ? call->zones : "unknown",
+                   json_is_integer(due) ? (long long)((json_integer_value(due) - now) / 1000) : -1LL);
+            od_metric_add(s->m_window_held, 1);
+            pacing_forget(s->pc, call); /* its due_at moved: the sweep brings it back */
+            moved++;
+        } else if (strcmp(r, "no_window") == 0) {
+            od_log(OD_LOG_WARN, call->id, "canceled: its calling windows never open within 15 days in %s",
+                   call->zones[0] != '\0' ? call->zones : "UTC (no time zone known)");
+            od_metric_add(s->m_no_window, 1);
+            pacing_forget(s->pc, call);
+            moved++;
         } else if (strcmp(r, "dnc_blocked") == 0) {
             od_log(OD_LOG_INFO, call->id, "not dispatched: the number is on the project's do-not-call list");
             od_metric_add(s->m_dnc, 1);
@@ -346,19 +380,25 @@ static void dispatch_start(sched_t *s, pacing_proj_t *proj, int64_t now)
         free(job);
         return;
     }
-    od_buf_t ids = OD_BUF_INIT;
+    /* the ids and, in the same order, their zones ("Zone,Zone": quoted; names have no '"' or '\\') */
+    od_buf_t ids = OD_BUF_INIT, zones = OD_BUF_INIT;
     od_buf_puts(&ids, "{");
-    for (size_t i = 0; i < job->n; i++)
+    od_buf_puts(&zones, "{");
+    for (size_t i = 0; i < job->n; i++) {
         od_buf_printf(&ids, "%s%s", i > 0 ? "," : "", job->calls[i]->id);
+        od_buf_printf(&zones, "%s\"%s\"", i > 0 ? "," : "", job->calls[i]->zones ? job->calls[i]->zones : "");
+    }
     od_buf_puts(&ids, "}");
-    const char *vals[3] = {proj->id, ids.base, s->redispatch_txt};
-    if (od_pg_query(s->pg, "sched_dispatch", 3, vals, on_dispatch, job) == 0)
+    od_buf_puts(&zones, "}");
+    const char *vals[5] = {proj->id, ids.base, s->redispatch_txt, zones.base, s->clock_offset_txt};
+    if (od_pg_query(s->pg, "sched_dispatch", 5, vals, on_dispatch, job) == 0)
         s->dispatch_inflight++;
     else {
         dispatch_fail(job, "PostgreSQL not connected");
         free(job);
     }
     od_buf_free(&ids);
+    od_buf_free(&zones);
 }
 
 /* ---- calls.requested ---- */
@@ -372,6 +412,7 @@ static void on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t tok
     const char *proj_id = json_string_value(json_object_get(m, "project_id"));
     json_t *batch = json_object_get(m, "batch_id");
     json_t *due = json_object_get(m, "due_ms");
+    const char *phone = json_string_value(json_object_get(m, "phone"));
     const char *type = json_string_value(json_object_get(m, "type"));
     if (type != NULL && strcmp(type, "batch.created") == 0 && proj_id != NULL &&
         od_uuid_check(proj_id, strlen(proj_id)) == 0) {
@@ -388,8 +429,11 @@ static void on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t tok
     } else {
         int64_t due_ms = json_integer_value(due);
         sched__project_seen(s, proj_id);
-        if (due_ms <= sched__now_ms() + s->conf->horizon_s * 1000) {
-            if (pacing_add(s->pc, proj_id, call_id, json_string_value(batch), due_ms)) {
+        if (phone == NULL) {
+            /* from an ingress older than calling windows: the sweep loads it with its phone */
+            od_log(OD_LOG_DEBUG, call_id, "no phone in the message: left to the sweep");
+        } else if (due_ms <= sched__now_ms() + s->conf->horizon_s * 1000) {
+            if (sched__add(s, proj_id, call_id, json_string_value(batch), due_ms, phone)) {
                 od_log(OD_LOG_DEBUG, call_id, "queued in memory");
                 sched__changed(s);
             }
@@ -528,6 +572,7 @@ sched_t *sched_new(od_svc_t *svc, const sched_conf_t *conf)
     snprintf(s->redispatch_txt, sizeof(s->redispatch_txt), "%lld", (long long)conf->redispatch_s);
     snprintf(s->horizon_txt, sizeof(s->horizon_txt), "%lld", (long long)conf->horizon_s);
     snprintf(s->limit_txt, sizeof(s->limit_txt), "%lld", (long long)conf->sweep_limit);
+    snprintf(s->clock_offset_txt, sizeof(s->clock_offset_txt), "%lld", (long long)conf->clock_offset_s * 1000);
     s->pc = pacing_new();
 
     s->m_pending = od_gauge("outdial_scheduler_pending_calls", NULL, "calls held in memory, not yet published");
@@ -540,6 +585,10 @@ sched_t *sched_new(od_svc_t *svc, const sched_conf_t *conf)
                            "dispatch attempts held back because the project's wallet is empty");
     s->m_recovered = od_counter("outdial_scheduler_recovered_unpublished_total", NULL,
                                 "calls stored but never published to calls.requested, found by the sweep");
+    s->m_window_held = od_counter("outdial_scheduler_window_held_total", NULL,
+                                  "dispatches held back because the call was outside its calling window");
+    s->m_no_window = od_counter("outdial_scheduler_no_window_total", NULL,
+                                "calls canceled because their calling windows never open for the number's zones");
     s->m_retries = od_counter("outdial_scheduler_publish_retries_total", NULL,
                               "publishes to calls.dispatch retried after a failed delivery");
 
@@ -566,5 +615,8 @@ sched_t *sched_new(od_svc_t *svc, const sched_conf_t *conf)
     od_svc_on_drain(svc, on_drain, s);
     od_info("consuming %s (group %s), dispatching to %s; horizon %lld s, redispatch after %lld s", s->topic_req,
             s->group, s->topic_disp, (long long)conf->horizon_s, (long long)conf->redispatch_s);
+    if (conf->clock_offset_s != 0)
+        od_warn("OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S=%lld: calling windows are read on a shifted clock (tests only)",
+                (long long)conf->clock_offset_s);
     return s;
 }

@@ -18,6 +18,7 @@ typedef struct sched_conf {
     int64_t redispatch_s; /**< OUTDIAL_SCHED_REDISPATCH_S */
     int64_t batch;        /**< OUTDIAL_SCHED_BATCH */
     int64_t sweep_limit;  /**< OUTDIAL_SCHED_SWEEP_LIMIT */
+    int64_t clock_offset_s; /**< OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S: tests only, the calling windows' clock */
 } sched_conf_t;
 
 typedef struct sched_send sched_send_t;
@@ -31,7 +32,7 @@ typedef struct sched {
     char *topic_req;  /**< topic_prefix + "calls.requested" */
     char *topic_disp; /**< topic_prefix + "calls.dispatch" */
     char *group;      /**< topic_prefix + "scheduler" */
-    char redispatch_txt[24], horizon_txt[24], limit_txt[24];
+    char redispatch_txt[24], horizon_txt[24], limit_txt[24], clock_offset_txt[24];
 
     pacing_t *pc;          /**< every call held in memory */
     uv_timer_t wake_timer; /**< the earliest pacing wake-up */
@@ -60,6 +61,7 @@ typedef struct sched {
     int drained;
 
     od_metric_t *m_pending, *m_dispatched, *m_lag, *m_dnc, *m_held, *m_recovered, *m_retries;
+    od_metric_t *m_window_held, *m_no_window;
 } sched_t;
 
 /** Creates the scheduler on svc's loop. Returns NULL on a fatal setup error (logged). */
@@ -73,6 +75,13 @@ int64_t sched__now_ms(void);
 void sched__part_cnt_refresh(sched_t *s);
 /** 1 if project `proj_id` hashes to a partition assigned to this member. */
 int sched__owns(sched_t *s, const char *proj_id);
+/**
+ * Holds a call in memory (pacing_add) with the time zones of its number
+ * `phone` (od_phone_time_zones), which od_dispatch needs for the calling
+ * windows. Returns 1 if added, 0 if already held.
+ */
+int sched__add(sched_t *s, const char *proj_id, const char *call_id, const char *batch_id, int64_t due_ms,
+               const char *phone);
 /** Updates the pending gauge and re-arms the wake timer after the set changed. */
 void sched__changed(sched_t *s);
 /** Checks whether the drain can end (deferred to a timer). */

@@ -31,9 +31,9 @@
 
 const od_pg_stmt_t sched__stmts[] = {
     {"sched_projects", "SELECT id::text FROM projects"},
-    {"sched_sweep", "SELECT id::text, project_id::text, batch_id::text, due_ms, unpublished "
+    {"sched_sweep", "SELECT id::text, project_id::text, batch_id::text, due_ms, unpublished, phone "
                     "FROM od_sched_sweep($1::uuid[], $2::integer, $3::integer, $4::integer)"},
-    {"sched_dispatch", "SELECT od_dispatch($1::uuid, $2::uuid[], $3::integer)::text"},
+    {"sched_dispatch", "SELECT od_dispatch($1::uuid, $2::uuid[], $3::integer, $4::text[], $5::bigint)::text"},
 };
 const size_t sched__nstmts = OD_ARRAY_SIZE(sched__stmts);
 
@@ -115,7 +115,7 @@ static void on_sweep(void *arg, int status, PGresult *res)
             s->crowded[s->ncrowded++] = od_strdup(proj_id); /* duplicates are harmless for bsearch */
         if (s->draining || !sched__owns(s, proj_id))
             continue; /* revoked while the query ran: the new owner sweeps it */
-        if (pacing_add(s->pc, proj_id, id, batch_id, due_ms)) {
+        if (sched__add(s, proj_id, id, batch_id, due_ms, PQgetvalue(res, i, 5))) {
             added++;
             if (unpublished) {
                 recovered++;

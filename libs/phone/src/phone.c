@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "phonenumber_shim.h"
+#include "tz_table.h"
 
 /* The syntax is ours and is checked before libphonenumber sees anything:
  * its Parse is lenient (spaces, punctuation, letters, extensions). */
@@ -65,4 +66,57 @@ int od_phone_region(const char *e164, char region[3])
         return -1;
     }
     return od_phone__lpn_region(e164, region) == 0 ? 0 : -1;
+}
+
+/* the entry whose prefix is exactly the first `len` digits of `digits`, or NULL */
+static const od_phone__tz_entry_t *tz_find(const char *digits, size_t len)
+{
+    size_t lo = 0, hi = od_phone__tz_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *p = od_phone__tz_table[mid].prefix;
+        int c = strncmp(p, digits, len);
+        if (c == 0 && p[len] != '\0')
+            c = 1; /* p is longer: it sorts after the prefix */
+        if (c == 0)
+            return &od_phone__tz_table[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+int od_phone_time_zones(const char *e164, const char **zones)
+{
+    *zones = "";
+    size_t len = strnlen(e164, OD_PHONE_E164_SIZE);
+    if (!is_e164_syntax(e164, len))
+        return -1;
+    int cc_len = 0;
+    int scope = od_phone__lpn_tz_scope(e164, &cc_len);
+    if (scope != OD_PHONE__TZ_BY_AREA && scope != OD_PHONE__TZ_BY_COUNTRY)
+        return -1;
+    size_t n = len - 1;
+    if (scope == OD_PHONE__TZ_BY_COUNTRY)
+        n = (size_t)cc_len;
+    else if (n > od_phone__tz_longest)
+        n = od_phone__tz_longest;
+    for (; n > 0; n--) {
+        const od_phone__tz_entry_t *e = tz_find(e164 + 1, n);
+        if (e == NULL)
+            continue;
+        int count = 1;
+        for (const char *p = e->zones; *p != '\0'; p++)
+            count += *p == ',';
+        *zones = e->zones;
+        return count;
+    }
+    return 0;
+}
+
+const char *od_phone_tz_data_version(void)
+{
+    return od_phone__tz_version;
 }

@@ -87,3 +87,32 @@ extern "C" int od_phone__lpn_region(const char *plus_digits, char region[3])
         return OD_PHONE__LPN_ERROR;
     }
 }
+
+extern "C" int od_phone__lpn_tz_scope(const char *plus_digits, int *cc_len)
+{
+    try {
+        const PhoneNumberUtil *util = PhoneNumberUtil::GetInstance();
+        PhoneNumber num;
+        if (parse_plus(util, plus_digits, &num) != OD_PHONE__LPN_POSSIBLE)
+            return OD_PHONE__LPN_UNPARSEABLE;
+        int cc = num.country_code(), n = 0;
+        do {
+            n++;
+            cc /= 10;
+        } while (cc > 0);
+        *cc_len = n;
+        switch (util->GetNumberType(num)) {
+        case PhoneNumberUtil::FIXED_LINE:
+        case PhoneNumberUtil::MOBILE:
+        case PhoneNumberUtil::FIXED_LINE_OR_MOBILE:
+        case PhoneNumberUtil::UNKNOWN: /* possible but not valid: its prefix is still the best guess */
+            return OD_PHONE__TZ_BY_AREA;
+        default:
+            return OD_PHONE__TZ_BY_COUNTRY;
+        }
+    } catch (const std::bad_alloc &) {
+        std::abort();
+    } catch (...) {
+        return OD_PHONE__LPN_ERROR;
+    }
+}

@@ -37,6 +37,20 @@ int od_phone__lpn_check(const char *plus_digits, char out[OD_PHONE_E164_SIZE]);
  */
 int od_phone__lpn_region(const char *plus_digits, char region[3]);
 
+/** How od_phone_time_zones looks a number up (the rule of libphonenumber's Java mapper). */
+enum {
+    OD_PHONE__TZ_BY_AREA = 0,    /**< fixed line, mobile or unclassified: longest prefix of its digits */
+    OD_PHONE__TZ_BY_COUNTRY = 1, /**< toll-free, premium rate, VoIP, pager...: its country calling code only */
+};
+
+/**
+ * Parses `plus_digits` and tells how its time zones are looked up
+ * (OD_PHONE__TZ_BY_*, from GetNumberType as Java's canBeGeocoded decides),
+ * and writes the number of digits of its country calling code to `*cc_len`.
+ * Returns OD_PHONE__LPN_UNPARSEABLE or OD_PHONE__LPN_ERROR when it cannot.
+ */
+int od_phone__lpn_tz_scope(const char *plus_digits, int *cc_len);
+
 #ifdef __cplusplus
 }
 #endif

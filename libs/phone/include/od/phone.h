@@ -1,7 +1,8 @@
 /*
  * Phone numbers as the public API takes them: strict E.164 ("+" and digits,
  * nothing else) that libphonenumber says is a *possible* number — right
- * length for its country, not necessarily an assigned range (DESIGN §2).
+ * length for its country, not necessarily an assigned range (DESIGN §2);
+ * and the time zones of a number (quiet hours, docs/quiet-hours.md).
  * Every parser of outside input has a fuzz target: fuzz/fuzz_phone.c.
  *
  * Thread-safe. The libphonenumber metadata loads on first use (a few ms).
@@ -56,6 +57,31 @@ int od_phone_parse_e164(const char *s, size_t len, char out[OD_PHONE_E164_SIZE],
  * it. Does not check possibility: parse first.
  */
 int od_phone_region(const char *e164, char region[3]);
+
+/**
+ * The time zones of the E.164 number `e164` (NUL-terminated, as produced by
+ * od_phone_parse_e164), from libphonenumber's time-zone map: the data of its
+ * Java PhoneNumberToTimeZonesMapper, same release as the C++ library, which
+ * has no mapper (the table is generated at build time from Debian's
+ * python3-phonenumbers: libs/phone/gen_tz_table.py). The mapper's rule:
+ *  - a fixed-line or mobile number: the zones of the longest prefix of its
+ *    digits in the map (country calling code + area): "+12125550100" gives
+ *    "America/New_York", "+61891234560" "Australia/Adelaide,Australia/Perth"
+ *    (the area code 8 spans both);
+ *  - a number of another type (toll-free, premium rate, VoIP, pager...): the
+ *    zones of its country calling code alone;
+ *  - a number libphonenumber cannot classify (possible but not valid, e.g.
+ *    "+34123456789"): its longest prefix as well (the mapper says unknown).
+ * Sets `*zones` to a static string of IANA zone names joined by "," in
+ * sorted order, or "" when the map has none (e.g. +800). Returns the number
+ * of zones (0 = unknown), or -1 (zones "") if `e164` does not have the syntax
+ * od_phone_parse_e164 accepts or libphonenumber cannot parse it.
+ * Thread-safe; allocates nothing.
+ */
+int od_phone_time_zones(const char *e164, const char **zones);
+
+/** The Debian version of the time-zone data (python3-phonenumbers), e.g. "8.12.57-4". */
+const char *od_phone_tz_data_version(void);
 
 #ifdef __cplusplus
 }

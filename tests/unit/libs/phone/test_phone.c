@@ -1,9 +1,11 @@
 /* Unit tests for od/phone.h: strict E.164 syntax, libphonenumber's
- * possibility check through the C++ shim, normalisation and regions. */
+ * possibility check through the C++ shim, normalisation, regions and time
+ * zones. */
 #include "od/phone.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int failures;
 #define CHECK(cond, ...)                                                                   \
@@ -161,12 +163,92 @@ static void test_regression_normalised_below_min_digits(void)
     CHECK(od_phone_parse_e164(out, strlen(out), again, &err) == 0 && strcmp(again, out) == 0, "again %s", again);
 }
 
+struct tz_case {
+    const char *e164;
+    int rc;
+    const char *zones;
+};
+
+static const struct tz_case tz_cases[] = {
+    /* USA: the area code decides; 480 (Arizona) is both Phoenix (no DST) and Denver */
+    {"+12125550100", 1, "America/New_York"},
+    {"+12135550100", 1, "America/Los_Angeles"},
+    {"+18085550100", 1, "Pacific/Honolulu"},
+    {"+14805550100", 2, "America/Denver,America/Phoenix"},
+    {"+14165550123", 1, "America/Toronto"},
+    /* several zones in one country, told apart by the area */
+    {"+61291234560", 1, "Australia/Sydney"},                    /* 02: NSW */
+    {"+61891234560", 2, "Australia/Adelaide,Australia/Perth"},  /* 08: WA and SA share it */
+    {"+79161234567", 1, "Europe/Moscow"},
+    {"+74232123456", 1, "Asia/Vladivostok"},
+    {"+526641234567", 1, "America/Tijuana"},
+    {"+556621234567", 1, "America/Manaus"},
+    /* a single-zone country */
+    {"+4915123456789", 1, "Europe/Berlin"},
+    {"+33612345678", 1, "Europe/Paris"},
+    /* Spain: +34 123... is possible but not valid: the country's zones (Canary Islands included) */
+    {"+34123456789", 2, "Atlantic/Canary,Europe/Madrid"},
+    /* toll-free: its country calling code's zones, every one of +1's */
+    {"+18005550100", 42, NULL},
+    /* no zone at all: non-geographic codes */
+    {"+80012345678", 0, ""},
+    {"+882123456789", 0, ""},
+    /* not our syntax, or not parseable */
+    {"12125550100", -1, ""},
+    {"+1 212", -1, ""},
+    {"", -1, ""},
+};
+
+static void test_time_zones(void)
+{
+    for (size_t i = 0; i < sizeof tz_cases / sizeof tz_cases[0]; i++) {
+        const struct tz_case *c = &tz_cases[i];
+        const char *zones = "unset";
+        int rc = od_phone_time_zones(c->e164, &zones);
+        CHECK(rc == c->rc, "time_zones(%s) = %d, want %d (%s)", c->e164, rc, c->rc, zones);
+        CHECK(c->zones == NULL || strcmp(zones, c->zones) == 0, "time_zones(%s) = \"%s\", want \"%s\"", c->e164,
+              zones, c->zones);
+    }
+    const char *zones;
+    CHECK(od_phone_time_zones("+18005550100", &zones) == 42 && strstr(zones, "America/New_York") != NULL &&
+              strstr(zones, "Pacific/Honolulu") != NULL,
+          "toll-free +1: %s", zones);
+    CHECK(strlen(od_phone_tz_data_version()) > 0, "no data version");
+}
+
+/* Every zone of the table exists in the system's tzdata, which PostgreSQL
+ * (--with-system-tzdata) uses to apply calling windows: the widest number
+ * of each country code gives every zone of the table. */
+static void test_time_zones_in_tzdata(void)
+{
+    int checked = 0;
+    for (int cc = 1; cc < 1000; cc++) {
+        char e164[OD_PHONE_E164_SIZE], norm[OD_PHONE_E164_SIZE];
+        snprintf(e164, sizeof e164, "+%d800123456", cc); /* toll-free-ish: country-level zones */
+        const char *zones;
+        if (od_phone_parse_e164(e164, strlen(e164), norm, NULL) != 0 || od_phone_time_zones(norm, &zones) <= 0)
+            continue;
+        for (const char *p = zones; *p != '\0';) {
+            size_t n = strcspn(p, ",");
+            char path[256];
+            snprintf(path, sizeof path, "/usr/share/zoneinfo/%.*s", (int)n, p);
+            struct stat st;
+            CHECK(stat(path, &st) == 0, "zone %.*s of +%d not in the system tzdata", (int)n, p, cc);
+            checked++;
+            p += n + (p[n] == ',');
+        }
+    }
+    CHECK(checked > 200, "only %d zones checked", checked);
+}
+
 int main(void)
 {
     test_parse_table();
     test_misc();
     test_region();
     test_regression_normalised_below_min_digits();
+    test_time_zones();
+    test_time_zones_in_tzdata();
     if (failures) {
         fprintf(stderr, "test_phone: %d failure(s)\n", failures);
         return 1;
