@@ -1,6 +1,6 @@
 /*
  * Private: libphonenumber's prefix -> time zones map, generated at build time
- * into the build folder (tz_table.c) by libs/phone/gen_tz_table.py from
+ * into the build folder (tz_table.c) by libs/phone/gen_tz_table.c from
  * Debian's python3-phonenumbers. Nothing outside libs/phone includes this;
  * the public API is od_phone_time_zones() in od/phone.h.
  */

@@ -63,7 +63,7 @@ int od_phone_region(const char *e164, char region[3]);
  * od_phone_parse_e164), from libphonenumber's time-zone map: the data of its
  * Java PhoneNumberToTimeZonesMapper, same release as the C++ library, which
  * has no mapper (the table is generated at build time from Debian's
- * python3-phonenumbers: libs/phone/gen_tz_table.py). The mapper's rule:
+ * python3-phonenumbers: libs/phone/gen_tz_table.c). The mapper's rule:
  *  - a fixed-line or mobile number: the zones of the longest prefix of its
  *    digits in the map (country calling code + area): "+12125550100" gives
  *    "America/New_York", "+61891234560" "Australia/Adelaide,Australia/Perth"
