@@ -18,6 +18,7 @@
  * results.csv: streamed page by page (statement batch_results, rows already
  * CSV-encoded at upload), one page fetched ahead while h2o sends the last.
  */
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ struct batch_job {
     char *file_name, *scenario, *caller_id, *start_at;
     char *windows; /* calling_windows: as sent, then od_window_parse's canonical form */
     int64_t pacing; /* 0: the default */
+    int64_t spend_cap; /* spend_cap_micros: 0 none, -1 invalid */
     size_t max_rows;
     od_batch_file_t bf;
     int rc;
@@ -114,20 +116,24 @@ typedef struct form {
     const char *dup; /* a field sent twice */
 } form_t;
 
-/* pacing_per_min as sent: an integer from 1 to 1,000,000, else -1 (422 invalid_pacing) */
-static int64_t parse_pacing(const char *v)
+/* A whole number from 1 to max as sent, else -1 */
+static int64_t parse_count(const char *v, long long max)
 {
     char *end;
+    errno = 0;
     long long n = strtoll(v, &end, 10);
-    return (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
+    return (*v == '\0' || *end != '\0' || errno != 0 || n < 1 || n > max) ? -1 : n;
 }
+
+#define PACING_MAX 1000000            /* pacing_per_min (else 422 invalid_pacing) */
+#define SPEND_CAP_MAX 1000000000000000LL /* spend_cap_micros: a billion currency units (else 422 invalid_spend_cap) */
 
 static int on_part(void *arg, const od_mp_part_t *p)
 {
     form_t *f = arg;
     batch_job_t *job = f->job;
     static const char *const names[] = {"file", "scenario", "pacing_per_min", "start_at", "caller_id",
-                                        "calling_windows"};
+                                        "calling_windows", "spend_cap_micros"};
     size_t i;
     for (i = 0; i < OD_ARRAY_SIZE(names); i++)
         if (p->name_len == strlen(names[i]) && memcmp(p->name, names[i], p->name_len) == 0)
@@ -153,9 +159,12 @@ static int on_part(void *arg, const od_mp_part_t *p)
                   : i == 4 ? &job->caller_id
                   : i == 5 ? &job->windows
                            : NULL;
-    if (i == 2) {
+    if (i == 2 || i == 6) {
         char *v = od_strndup(p->data, p->len);
-        job->pacing = parse_pacing(v);
+        if (i == 2)
+            job->pacing = parse_count(v, PACING_MAX);
+        else
+            job->spend_cap = parse_count(v, SPEND_CAP_MAX);
         free(v);
         return 0;
     }
@@ -182,7 +191,9 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
     if ((v = od_http_query(req, "file_name", &bad)) != NULL)
         job->file_name = od_strdup(v);
     if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL)
-        job->pacing = parse_pacing(v);
+        job->pacing = parse_count(v, PACING_MAX);
+    if ((v = od_http_query(req, "spend_cap_micros", &bad)) != NULL)
+        job->spend_cap = parse_count(v, SPEND_CAP_MAX);
     if ((v = od_http_query(req, "calling_windows", &bad)) != NULL)
         job->windows = od_strdup(v);
     if (bad) {
@@ -211,6 +222,11 @@ static int check_settings(ctx_t *ctx)
     }
     if (job->pacing < 0) {
         field_problem(ctx, 422, "invalid_pacing", "pacing_per_min", "pacing_per_min must be an integer of at least 1");
+        return -1;
+    }
+    if (job->spend_cap < 0) {
+        field_problem(ctx, 422, "invalid_spend_cap", "spend_cap_micros",
+                      "spend_cap_micros must be a whole number of micro-units from 1 to 10^15");
         return -1;
     }
     if (job->caller_id != NULL) {
@@ -282,6 +298,11 @@ static void on_check(uv_work_t *w)
     hash_str(md, job->file_name);
     if (job->windows != NULL) /* only then: the hashes of uploads without windows stay as they were */
         hash_str(md, job->windows);
+    if (job->spend_cap > 0) { /* likewise */
+        char cap[24];
+        snprintf(cap, sizeof(cap), "cap:%lld", (long long)job->spend_cap);
+        hash_str(md, cap);
+    }
     EVP_DigestUpdate(md, job->file, job->file_len);
     EVP_DigestFinal_ex(md, d, &dlen);
     EVP_MD_CTX_free(md);
@@ -573,6 +594,8 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
                           job->file_name ? job->file_name : "upload.csv", "idem_key", ctx->idem[0] ? ctx->idem : NULL);
     if (job->windows != NULL)
         json_object_set_new(p, "calling_windows", json_loads(job->windows, 0, NULL));
+    if (job->spend_cap > 0)
+        json_object_set_new(p, "spend_cap_micros", json_integer(job->spend_cap));
     job->head = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     job->head[strlen(job->head) - 1] = '\0'; /* without its closing brace: on_check_done adds to it */
@@ -796,6 +819,43 @@ void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
     batch_op(ctx, "cancel_batch");
+}
+
+/* PATCH /v1/batches/{id}: {"spend_cap_micros": n | null} (null: no cap). */
+void ingress__update_batch(ctx_t *ctx, h2o_req_t *req)
+{
+    char id[37];
+    if (ingress__path_id(ctx, "batch", id) != 0)
+        return;
+    json_error_t jerr;
+    json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
+                                       : NULL;
+    json_t *cap = json_object_get(root, "spend_cap_micros");
+    ingress_errs_t e = INGRESS_ERRS_INIT;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(root) || json_object_size(root) == 0) {
+        ingress__err_add(&e, "", "invalid_json", "the body must be a JSON object {\"spend_cap_micros\": n or null}");
+    } else {
+        json_object_foreach(root, key, v)
+        {
+            if (strcmp(key, "spend_cap_micros") != 0)
+                ingress__err_add(&e, key, "unknown_field", "only spend_cap_micros can be changed");
+        }
+        if (cap != NULL && !json_is_null(cap) &&
+            (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > SPEND_CAP_MAX))
+            ingress__err_add(&e, "spend_cap_micros", "invalid_spend_cap",
+                             "spend_cap_micros must be a whole number of micro-units from 1 to 10^15, or null");
+    }
+    if (e.first != NULL) {
+        json_decref(root);
+        ingress__errs_reply(ctx, &e);
+        return;
+    }
+    json_decref(e.list);
+    json_t *args = json_pack("{ss sO*}", "id", id, "spend_cap_micros", cap);
+    json_decref(root);
+    ingress__api_run(ctx, "batch_settings_api", "update", args, NULL);
 }
 
 static const od_pg_stmt_t import_stmts[] = {

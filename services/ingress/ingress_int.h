@@ -161,6 +161,7 @@ void ingress__batch_results(ctx_t *ctx, h2o_req_t *req);
 void ingress__pause_batch(ctx_t *ctx, h2o_req_t *req);
 void ingress__resume_batch(ctx_t *ctx, h2o_req_t *req);
 void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req);
+void ingress__update_batch(ctx_t *ctx, h2o_req_t *req);
 /* ---- events.c ---- */
 
 void ingress__events_init(ingress_t *in);

@@ -89,13 +89,13 @@ def upload(api: Api, body: bytes | str, *, multipart: bool = False, scenario: st
            pacing: int | str | None = None, start_at: str | None = None, caller_id: str | None = None,
            file_name: str | None = None, filename: str = "contacts.csv", idempotency_key: str | None = None,
            content_type: str = "text/csv", headers: dict | None = None,
-           calling_windows: str | None = None) -> requests.Response:
+           calling_windows: str | None = None, spend_cap: int | str | None = None) -> requests.Response:
     """POST /v1/batches: a text/csv body with the settings as query parameters,
     or multipart/form-data with part `file` and the settings as text fields."""
     if isinstance(body, str):
         body = body.encode("utf-8")
     settings = {"scenario": scenario, "pacing_per_min": pacing, "start_at": start_at, "caller_id": caller_id,
-                "calling_windows": calling_windows}
+                "calling_windows": calling_windows, "spend_cap_micros": spend_cap}
     settings = {k: str(v) for k, v in settings.items() if v is not None}
     hdrs = dict(headers or {})
     if idempotency_key is not None:

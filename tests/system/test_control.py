@@ -254,6 +254,7 @@ ENDPOINTS = [
     ("GET", "/v1/batches/{batch}", "sessions:read", None),
     ("GET", "/v1/batches/{batch}/results.csv", "sessions:read", None),
     ("POST", "/v1/batches/{batch}/pause", "outbound:trigger", None),
+    ("PATCH", "/v1/batches/{batch}", "outbound:trigger", {"spend_cap_micros": 5000000}),
     ("GET", "/v1/dnc", "dnc:manage", None),
     ("POST", "/v1/dnc", "dnc:manage", {"phones": []}),
     ("DELETE", "/v1/dnc/%2B34600000000", "dnc:manage", None),
