@@ -30,6 +30,7 @@
 #include "od/log.h"
 #include "od/multipart.h"
 #include "od/phone.h"
+#include "od/retry.h"
 #include "od/rfc3339.h"
 
 #define RESULTS_PAGE 20000 /* rows per batch_results query */
@@ -45,7 +46,9 @@ struct batch_job {
     char *file;
     size_t file_len;
     char *file_name, *scenario, *caller_id, *start_at;
+    char *retry_on, *retry_max, *retry_delay; /* the retry policy's fields as sent (NULL: not sent) */
     int64_t pacing; /* 0: the default */
+    od_retry_policy_t retry;
     size_t max_rows;
     od_batch_file_t bf;
     int rc;
@@ -77,6 +80,9 @@ void ingress__batch_job_free(batch_job_t *job)
     free(job->scenario);
     free(job->caller_id);
     free(job->start_at);
+    free(job->retry_on);
+    free(job->retry_max);
+    free(job->retry_delay);
     free(job->head);
     od_batch_file_free(&job->bf);
     od_buf_free(&job->page);
@@ -119,18 +125,23 @@ static int64_t parse_pacing(const char *v)
     return (*v == '\0' || *end != '\0' || n < 1 || n > 1000000) ? -1 : n;
 }
 
+/* The text settings of an upload, as form fields or query parameters (docs/batches.md) */
+static const char *const text_settings[] = {"scenario", "start_at", "caller_id", "retry_on", "retry_max_attempts",
+                                            "retry_delay_s"};
+
+/* Where the text setting text_settings[i] is kept */
+static char **text_setting(batch_job_t *job, size_t i)
+{
+    char **const slots[] = {&job->scenario, &job->start_at,  &job->caller_id,
+                            &job->retry_on, &job->retry_max, &job->retry_delay};
+    return slots[i];
+}
+
 static int on_part(void *arg, const od_mp_part_t *p)
 {
     form_t *f = arg;
     batch_job_t *job = f->job;
-    static const char *const names[] = {"file", "scenario", "pacing_per_min", "start_at", "caller_id"};
-    size_t i;
-    for (i = 0; i < OD_ARRAY_SIZE(names); i++)
-        if (p->name_len == strlen(names[i]) && memcmp(p->name, names[i], p->name_len) == 0)
-            break;
-    if (i == OD_ARRAY_SIZE(names))
-        return 0; /* unknown parts are ignored, as browsers send extra fields */
-    if (i == 0) {
+    if (p->name_len == 4 && memcmp(p->name, "file", 4) == 0) {
         if (f->have_file) {
             f->dup = "file";
             return 1;
@@ -144,19 +155,24 @@ static int on_part(void *arg, const od_mp_part_t *p)
             job->file_name = od_strndup(p->filename, p->filename_len);
         return 0;
     }
-    char **slot = i == 1 ? &job->scenario : i == 3 ? &job->start_at : i == 4 ? &job->caller_id : NULL;
-    if (i == 2) {
+    if (p->name_len == 14 && memcmp(p->name, "pacing_per_min", 14) == 0) {
         char *v = od_strndup(p->data, p->len);
         job->pacing = parse_pacing(v);
         free(v);
         return 0;
     }
-    if (*slot != NULL) {
-        f->dup = names[i];
-        return 1;
+    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++) {
+        if (p->name_len != strlen(text_settings[i]) || memcmp(p->name, text_settings[i], p->name_len) != 0)
+            continue;
+        char **slot = text_setting(job, i);
+        if (*slot != NULL) {
+            f->dup = text_settings[i];
+            return 1;
+        }
+        *slot = od_strndup(p->data, p->len);
+        return 0;
     }
-    *slot = od_strndup(p->data, p->len);
-    return 0;
+    return 0; /* unknown parts are ignored, as browsers send extra fields */
 }
 
 /* The settings from the query string (text/csv bodies). 0, or -1 after answering. */
@@ -165,12 +181,9 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
     batch_job_t *job = ctx->job;
     int bad = 0;
     char *v;
-    if ((v = od_http_query(req, "scenario", &bad)) != NULL)
-        job->scenario = od_strdup(v);
-    if ((v = od_http_query(req, "caller_id", &bad)) != NULL)
-        job->caller_id = od_strdup(v);
-    if ((v = od_http_query(req, "start_at", &bad)) != NULL)
-        job->start_at = od_strdup(v);
+    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++)
+        if ((v = od_http_query(req, text_settings[i], &bad)) != NULL)
+            *text_setting(job, i) = od_strdup(v);
     if ((v = od_http_query(req, "file_name", &bad)) != NULL)
         job->file_name = od_strdup(v);
     if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL)
@@ -201,6 +214,11 @@ static int check_settings(ctx_t *ctx)
     }
     if (job->pacing < 0) {
         field_problem(ctx, 422, "invalid_pacing", "pacing_per_min", "pacing_per_min must be an integer of at least 1");
+        return -1;
+    }
+    od_retry_error_t rerr;
+    if (od_retry_policy_parse(job->retry_on, job->retry_max, job->retry_delay, &job->retry, &rerr) != 0) {
+        field_problem(ctx, 422, rerr.code, rerr.field, rerr.detail);
         return -1;
     }
     if (job->caller_id != NULL) {
@@ -260,6 +278,12 @@ static void on_check(uv_work_t *w)
     hash_str(md, job->start_at);
     hash_str(md, job->caller_id);
     hash_str(md, job->file_name);
+    if (job->retry_on != NULL || job->retry_max != NULL || job->retry_delay != NULL) {
+        /* only when sent: an upload without them hashes as it did before the fields existed */
+        hash_str(md, job->retry_on);
+        hash_str(md, job->retry_max);
+        hash_str(md, job->retry_delay);
+    }
     EVP_DigestUpdate(md, job->file, job->file_len);
     EVP_DigestFinal_ex(md, d, &dlen);
     EVP_MD_CTX_free(md);
@@ -549,6 +573,10 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
                           job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
                           job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
                           job->file_name ? job->file_name : "upload.csv", "idem_key", ctx->idem[0] ? ctx->idem : NULL);
+    const od_retry_policy_t *rp = &job->retry;
+    json_object_set_new(p, "retry_on", rp->on >= 0 ? json_loads(od_retry_on_json(rp->on), 0, NULL) : json_null());
+    json_object_set_new(p, "retry_max_attempts", rp->max_attempts > 0 ? json_integer(rp->max_attempts) : json_null());
+    json_object_set_new(p, "retry_delay_s", rp->delay_s > 0 ? json_integer(rp->delay_s) : json_null());
     job->head = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     job->head[strlen(job->head) - 1] = '\0'; /* without its closing brace: on_check_done adds to it */
@@ -598,8 +626,8 @@ static void results_try_send(ctx_t *ctx)
 /*
  * One line of results.csv from a row of the batch_results statement: the
  * uploaded cells, then call_id,status,final_state,outcome,goal_completed,
- * duration_s,cost_micros,ended_at,error. Those values need no quoting (ids,
- * codes, numbers, times).
+ * duration_s,cost_micros,ended_at,error,attempts of the row's latest
+ * attempt. Those values need no quoting (ids, codes, numbers, times).
  */
 static void results_line(od_buf_t *b, const PGresult *res, int i)
 {
@@ -625,6 +653,8 @@ static void results_line(od_buf_t *b, const PGresult *res, int i)
     }
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 10), (size_t)PQgetlength(res, i, 10));
+    od_buf_puts(b, ",");
+    od_buf_append(b, PQgetvalue(res, i, 11), (size_t)PQgetlength(res, i, 11));
     od_buf_puts(b, "\r\n");
 }
 
