@@ -73,7 +73,7 @@ curl -s -o "$out/results.csv" -H "Authorization: Bearer $BENCH_KEY" "$OUTDIAL_UR
 t1=$(now_s)
 results_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 t0=$(now_s)
-psql "$OUTDIAL_PG_DSN" -qc "\\copy (SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, c.duration_ms, c.cost_micros, c.ended_at, r.error FROM batch_rows r LEFT JOIN calls c ON c.id = r.call_id WHERE r.batch_id = '$batch' ORDER BY r.row_no) TO '$out/copy.csv' CSV"
+psql "$OUTDIAL_PG_DSN" -qc "\\copy (SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, c.duration_ms, c.cost_micros, c.ended_at, r.error, c.attempt FROM batch_rows r LEFT JOIN calls c ON c.id = r.call_id WHERE r.batch_id = '$batch' ORDER BY r.row_no) TO '$out/copy.csv' CSV"
 t1=$(now_s)
 export_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 lines=$(($(wc -l <"$out/results.csv") - 1))

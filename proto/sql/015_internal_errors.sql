@@ -36,7 +36,7 @@ $$;
 CREATE OR REPLACE FUNCTION od_call_ended(c calls, e jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN od_opt_out(c, e) || od_internal_error(c, e);
+    RETURN od_opt_out(c, e) || od_retry(c, e) || od_internal_error(c, e);
 END
 $$;
 

@@ -8,8 +8,9 @@
 -- the others in the deltas ledger: no row that every outcome copy waits on.
 --
 -- Restated: od_batch_track (004's) adds the cost delta, od_call_ended (015's)
--- adds od_spend_cap, od_batch_create and od_batch_json (013's) take and show
--- the cap, od_batch_control (005's) refuses to resume a batch still at its cap.
+-- adds od_spend_cap, od_batch_create and od_batch_json (005's and 004's, with
+-- 013's calling_windows and 014's retry policy) take and show the cap,
+-- od_batch_control (005's) refuses to resume a batch still at its cap.
 
 ALTER TABLE batches
     ADD COLUMN spend_cap_micros bigint CHECK (spend_cap_micros > 0),
@@ -78,7 +79,7 @@ $$;
 CREATE OR REPLACE FUNCTION od_call_ended(c calls, e jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN od_opt_out(c, e) || od_internal_error(c, e) || od_spend_cap(c, e);
+    RETURN od_opt_out(c, e) || od_retry(c, e) || od_internal_error(c, e) || od_spend_cap(c, e);
 END
 $$;
 
@@ -94,6 +95,8 @@ DECLARE
     v_pacing  integer;
     b         batches;
     body      text;
+    v_retry   boolean := coalesce(jsonb_typeof(p->'retry_on'), '') = 'array' OR p->>'retry_max_attempts' IS NOT NULL
+                         OR p->>'retry_delay_s' IS NOT NULL;
 BEGIN
     -- idempotency first: a retried upload is never rate limited
     IF p->>'idem_key' IS NOT NULL THEN
@@ -149,12 +152,18 @@ BEGIN
 
     INSERT INTO batches (id, project_id, api_key_id, status, scenario, pacing_per_min, start_at, caller_id,
                          file_name, columns, header_line, total_rows, accepted_rows, rejected_rows, row_errors,
-                         created_at, import_owner, import_lease, calling_windows, spend_cap_micros)
+                         created_at, import_owner, import_lease, calling_windows, spend_cap_micros,
+                         retry_on, retry_max_attempts, retry_delay_s)
     VALUES ((p->>'id')::uuid, v_project, (p->>'key_id')::uuid, 'validating', p->>'scenario', v_pacing,
             coalesce((p->>'start_at')::timestamptz, now_), v_caller, p->>'file_name',
             ARRAY(SELECT jsonb_array_elements_text(p->'columns')), p->>'header_line', (p->>'total_rows')::integer,
             0, 0, '[]', now_, p->>'owner', now_ + od_batch_lease((p->>'total_rows')::integer),
-            nullif(p->'calling_windows', 'null'::jsonb), (p->>'spend_cap_micros')::bigint)
+            nullif(p->'calling_windows', 'null'::jsonb), (p->>'spend_cap_micros')::bigint,
+            CASE WHEN v_retry THEN CASE WHEN jsonb_typeof(p->'retry_on') = 'array'
+                                        THEN ARRAY(SELECT jsonb_array_elements_text(p->'retry_on'))
+                                        ELSE proj.retry_on END END,
+            CASE WHEN v_retry THEN coalesce((p->>'retry_max_attempts')::integer, proj.retry_max_attempts) END,
+            CASE WHEN v_retry THEN coalesce((p->>'retry_delay_s')::integer, proj.retry_delay_s) END)
     RETURNING * INTO b;
     INSERT INTO batch_uploads (batch_id, csv) VALUES (b.id, p_csv);
 
@@ -179,6 +188,7 @@ BEGIN
         'start_at', od_ts(b.start_at), 'calling_windows', b.calling_windows, 'caller_id', b.caller_id,
         'spend_cap_micros', b.spend_cap_micros, 'spent_micros', coalesce((c->>'cost')::bigint, 0),
         'pause_reason', b.pause_reason,
+        'retry', od_retry_json(b.retry_on, b.retry_max_attempts, b.retry_delay_s),
         'file_name', b.file_name, 'columns', b.columns,
         'total_rows', b.total_rows, 'accepted_rows', b.accepted_rows, 'rejected_rows', b.rejected_rows);
     IF p_errors THEN

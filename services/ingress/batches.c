@@ -31,6 +31,7 @@
 #include "od/log.h"
 #include "od/multipart.h"
 #include "od/phone.h"
+#include "od/retry.h"
 #include "od/rfc3339.h"
 #include "od/window.h"
 
@@ -48,8 +49,10 @@ struct batch_job {
     size_t file_len;
     char *file_name, *scenario, *caller_id, *start_at;
     char *windows; /* calling_windows: as sent, then od_window_parse's canonical form */
+    char *retry_on, *retry_max, *retry_delay; /* the retry policy's fields as sent (NULL: not sent) */
     int64_t pacing; /* 0: the default */
     int64_t spend_cap; /* spend_cap_micros: 0 none, -1 invalid */
+    od_retry_policy_t retry;
     size_t max_rows;
     od_batch_file_t bf;
     int rc;
@@ -82,6 +85,9 @@ void ingress__batch_job_free(batch_job_t *job)
     free(job->caller_id);
     free(job->start_at);
     free(job->windows);
+    free(job->retry_on);
+    free(job->retry_max);
+    free(job->retry_delay);
     free(job->head);
     od_batch_file_free(&job->bf);
     od_buf_free(&job->page);
@@ -125,22 +131,38 @@ static int64_t parse_count(const char *v, long long max)
     return (*v == '\0' || *end != '\0' || errno != 0 || n < 1 || n > max) ? -1 : n;
 }
 
-#define PACING_MAX 1000000            /* pacing_per_min (else 422 invalid_pacing) */
+#define PACING_MAX 1000000               /* pacing_per_min (else 422 invalid_pacing) */
 #define SPEND_CAP_MAX 1000000000000000LL /* spend_cap_micros: a billion currency units (else 422 invalid_spend_cap) */
+
+/* A numeric setting into the job: pacing_per_min or spend_cap_micros (-1 when invalid). 0 if `name` is neither. */
+static int number_setting(batch_job_t *job, const char *name, size_t name_len, const char *v)
+{
+    if (name_len == 14 && memcmp(name, "pacing_per_min", 14) == 0)
+        job->pacing = parse_count(v, PACING_MAX);
+    else if (name_len == 16 && memcmp(name, "spend_cap_micros", 16) == 0)
+        job->spend_cap = parse_count(v, SPEND_CAP_MAX);
+    else
+        return 0;
+    return 1;
+}
+
+/* The text settings of an upload, as form fields or query parameters (docs/batches.md) */
+static const char *const text_settings[] = {"scenario", "start_at", "caller_id", "calling_windows",
+                                            "retry_on", "retry_max_attempts", "retry_delay_s"};
+
+/* Where the text setting text_settings[i] is kept */
+static char **text_setting(batch_job_t *job, size_t i)
+{
+    char **const slots[] = {&job->scenario, &job->start_at,  &job->caller_id,   &job->windows,
+                            &job->retry_on, &job->retry_max, &job->retry_delay};
+    return slots[i];
+}
 
 static int on_part(void *arg, const od_mp_part_t *p)
 {
     form_t *f = arg;
     batch_job_t *job = f->job;
-    static const char *const names[] = {"file", "scenario", "pacing_per_min", "start_at", "caller_id",
-                                        "calling_windows", "spend_cap_micros"};
-    size_t i;
-    for (i = 0; i < OD_ARRAY_SIZE(names); i++)
-        if (p->name_len == strlen(names[i]) && memcmp(p->name, names[i], p->name_len) == 0)
-            break;
-    if (i == OD_ARRAY_SIZE(names))
-        return 0; /* unknown parts are ignored, as browsers send extra fields */
-    if (i == 0) {
+    if (p->name_len == 4 && memcmp(p->name, "file", 4) == 0) {
         if (f->have_file) {
             f->dup = "file";
             return 1;
@@ -154,26 +176,23 @@ static int on_part(void *arg, const od_mp_part_t *p)
             job->file_name = od_strndup(p->filename, p->filename_len);
         return 0;
     }
-    char **slot = i == 1   ? &job->scenario
-                  : i == 3 ? &job->start_at
-                  : i == 4 ? &job->caller_id
-                  : i == 5 ? &job->windows
-                           : NULL;
-    if (i == 2 || i == 6) {
-        char *v = od_strndup(p->data, p->len);
-        if (i == 2)
-            job->pacing = parse_count(v, PACING_MAX);
-        else
-            job->spend_cap = parse_count(v, SPEND_CAP_MAX);
-        free(v);
+    char *v = od_strndup(p->data, p->len);
+    int numeric = number_setting(job, p->name, p->name_len, v);
+    free(v);
+    if (numeric)
+        return 0;
+    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++) {
+        if (p->name_len != strlen(text_settings[i]) || memcmp(p->name, text_settings[i], p->name_len) != 0)
+            continue;
+        char **slot = text_setting(job, i);
+        if (*slot != NULL) {
+            f->dup = text_settings[i];
+            return 1;
+        }
+        *slot = od_strndup(p->data, p->len);
         return 0;
     }
-    if (*slot != NULL) {
-        f->dup = names[i];
-        return 1;
-    }
-    *slot = od_strndup(p->data, p->len);
-    return 0;
+    return 0; /* unknown parts are ignored, as browsers send extra fields */
 }
 
 /* The settings from the query string (text/csv bodies). 0, or -1 after answering. */
@@ -182,20 +201,15 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
     batch_job_t *job = ctx->job;
     int bad = 0;
     char *v;
-    if ((v = od_http_query(req, "scenario", &bad)) != NULL)
-        job->scenario = od_strdup(v);
-    if ((v = od_http_query(req, "caller_id", &bad)) != NULL)
-        job->caller_id = od_strdup(v);
-    if ((v = od_http_query(req, "start_at", &bad)) != NULL)
-        job->start_at = od_strdup(v);
+    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++)
+        if ((v = od_http_query(req, text_settings[i], &bad)) != NULL)
+            *text_setting(job, i) = od_strdup(v);
     if ((v = od_http_query(req, "file_name", &bad)) != NULL)
         job->file_name = od_strdup(v);
     if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL)
-        job->pacing = parse_count(v, PACING_MAX);
+        number_setting(job, "pacing_per_min", 14, v);
     if ((v = od_http_query(req, "spend_cap_micros", &bad)) != NULL)
-        job->spend_cap = parse_count(v, SPEND_CAP_MAX);
-    if ((v = od_http_query(req, "calling_windows", &bad)) != NULL)
-        job->windows = od_strdup(v);
+        number_setting(job, "spend_cap_micros", 16, v);
     if (bad) {
         ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
         return -1;
@@ -227,6 +241,11 @@ static int check_settings(ctx_t *ctx)
     if (job->spend_cap < 0) {
         field_problem(ctx, 422, "invalid_spend_cap", "spend_cap_micros",
                       "spend_cap_micros must be a whole number of micro-units from 1 to 10^15");
+        return -1;
+    }
+    od_retry_error_t rerr;
+    if (od_retry_policy_parse(job->retry_on, job->retry_max, job->retry_delay, &job->retry, &rerr) != 0) {
+        field_problem(ctx, 422, rerr.code, rerr.field, rerr.detail);
         return -1;
     }
     if (job->caller_id != NULL) {
@@ -296,12 +315,18 @@ static void on_check(uv_work_t *w)
     hash_str(md, job->start_at);
     hash_str(md, job->caller_id);
     hash_str(md, job->file_name);
-    if (job->windows != NULL) /* only then: the hashes of uploads without windows stay as they were */
+    if (job->windows != NULL) /* only when sent: the hashes of uploads without them stay as they were */
         hash_str(md, job->windows);
     if (job->spend_cap > 0) { /* likewise */
         char cap[24];
         snprintf(cap, sizeof(cap), "cap:%lld", (long long)job->spend_cap);
         hash_str(md, cap);
+    }
+    if (job->retry_on != NULL || job->retry_max != NULL || job->retry_delay != NULL) {
+        /* likewise */
+        hash_str(md, job->retry_on);
+        hash_str(md, job->retry_max);
+        hash_str(md, job->retry_delay);
     }
     EVP_DigestUpdate(md, job->file, job->file_len);
     EVP_DigestFinal_ex(md, d, &dlen);
@@ -596,6 +621,10 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
         json_object_set_new(p, "calling_windows", json_loads(job->windows, 0, NULL));
     if (job->spend_cap > 0)
         json_object_set_new(p, "spend_cap_micros", json_integer(job->spend_cap));
+    const od_retry_policy_t *rp = &job->retry;
+    json_object_set_new(p, "retry_on", rp->on >= 0 ? json_loads(od_retry_on_json(rp->on), 0, NULL) : json_null());
+    json_object_set_new(p, "retry_max_attempts", rp->max_attempts > 0 ? json_integer(rp->max_attempts) : json_null());
+    json_object_set_new(p, "retry_delay_s", rp->delay_s > 0 ? json_integer(rp->delay_s) : json_null());
     job->head = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     job->head[strlen(job->head) - 1] = '\0'; /* without its closing brace: on_check_done adds to it */
@@ -645,8 +674,8 @@ static void results_try_send(ctx_t *ctx)
 /*
  * One line of results.csv from a row of the batch_results statement: the
  * uploaded cells, then call_id,status,final_state,outcome,goal_completed,
- * duration_s,cost_micros,ended_at,error. Those values need no quoting (ids,
- * codes, numbers, times).
+ * duration_s,cost_micros,ended_at,error,attempts of the row's latest
+ * attempt. Those values need no quoting (ids, codes, numbers, times).
  */
 static void results_line(od_buf_t *b, const PGresult *res, int i)
 {
@@ -672,6 +701,8 @@ static void results_line(od_buf_t *b, const PGresult *res, int i)
     }
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 10), (size_t)PQgetlength(res, i, 10));
+    od_buf_puts(b, ",");
+    od_buf_append(b, PQgetvalue(res, i, 11), (size_t)PQgetlength(res, i, 11));
     od_buf_puts(b, "\r\n");
 }
 

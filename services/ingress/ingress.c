@@ -534,12 +534,12 @@ static char *call_body(ctx_t *ctx, const char *caller_id, int64_t created_ms)
     od_rfc3339_format(created_ms * 1000, created);
     if (ctx->creq.scheduled_us != 0)
         od_rfc3339_format(ctx->creq.scheduled_us, sched);
-    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn ss sn sn sn sn sn si sn sn}", "id", ctx->call_id,
-                          "status", "queued", "final_state", "outcome", "goal_completed", "scenario",
+    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn si sn ss sn sn sn sn sn si sn sn}", "id",
+                          ctx->call_id, "status", "queued", "final_state", "outcome", "goal_completed", "scenario",
                           ctx->creq.scenario, "phone", ctx->creq.phone, "metadata", ctx->meta, "scheduled_for",
-                          ctx->creq.scheduled_us != 0 ? sched : NULL, "caller_id", caller_id, "batch_id",
-                          "created_at", created, "dialed_at", "connected_at", "ended_at", "duration_s", "billed_s",
-                          "cost_micros", 0, "compliance", "calling_window");
+                          ctx->creq.scheduled_us != 0 ? sched : NULL, "caller_id", caller_id, "batch_id", "attempt",
+                          1, "retry_of", "created_at", created, "dialed_at", "connected_at", "ended_at", "duration_s",
+                          "billed_s", "cost_micros", 0, "compliance", "calling_window");
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     return text ? text : od_strdup("{}");
@@ -918,7 +918,8 @@ static const od_pg_stmt_t stmts[] = {
                      "SELECT od_batch_create($1::jsonb, $2)::text FROM actor"},
     /* a page of results.csv: the row as uploaded (CSV-encoded at upload) and its call's state */
     {"batch_results", "SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, "
-                      "c.duration_ms, c.cost_micros, floor(extract(epoch FROM c.ended_at) * 1000000)::bigint, r.error "
+                      "c.duration_ms, c.cost_micros, floor(extract(epoch FROM c.ended_at) * 1000000)::bigint, r.error, "
+                      "c.attempt "
                       "FROM batch_rows r LEFT JOIN calls c ON c.id = r.call_id "
                       "WHERE r.batch_id = $1::uuid AND r.row_no > $2::integer ORDER BY r.row_no LIMIT $3::integer"},
 };

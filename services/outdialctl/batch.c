@@ -361,7 +361,9 @@ int ctl_batch_upload(const char *path, const ctl_batch_upload_opts_t *o)
     /* the settings first, then the file: a streaming reader knows them before the rows */
     if (mime == NULL || mime_field(mime, "scenario", o->scenario) != 0 ||
         mime_field(mime, "pacing_per_min", o->pacing) != 0 || mime_field(mime, "start_at", o->start_at) != 0 ||
-        mime_field(mime, "caller_id", o->caller_id) != 0 || (part = curl_mime_addpart(mime)) == NULL ||
+        mime_field(mime, "caller_id", o->caller_id) != 0 || mime_field(mime, "retry_on", o->retry_on) != 0 ||
+        mime_field(mime, "retry_max_attempts", o->retry_max_attempts) != 0 ||
+        mime_field(mime, "retry_delay_s", o->retry_delay_s) != 0 || (part = curl_mime_addpart(mime)) == NULL ||
         curl_mime_name(part, "file") != CURLE_OK ||
         curl_mime_data_cb(part, (curl_off_t)st.st_size, file_read, file_seek, NULL, f) != CURLE_OK ||
         curl_mime_filename(part, name) != CURLE_OK || curl_mime_type(part, "text/csv") != CURLE_OK) {

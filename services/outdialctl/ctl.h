@@ -16,6 +16,7 @@ typedef struct {
     const char *start_at;
     const char *caller_id;
     const char *idempotency_key;
+    const char *retry_on, *retry_max_attempts, *retry_delay_s; /**< the batch's retry policy, as typed */
     int no_wait;        /**< print the 201's batch (validating) instead of waiting for its validation */
 } ctl_batch_upload_opts_t;
 

@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "od/core.h"
 #include "od/phone.h"
+#include "od/retry.h"
 #include "od/secret.h"
 #include "od/window.h"
 
@@ -28,6 +29,9 @@ static const char usage[] =
     "                 [--calling-windows JSON|none] calling windows in the recipient's local time, e.g.\n"
     "                                               '[{\"days\":\"mon-fri\",\"from\":\"09:00\",\"to\":\"20:00\"}]'\n"
     "                                               (docs/quiet-hours.md); none: no windows\n"
+    "                 [--retry-on no_answer,busy] [--retry-max-attempts N] [--retry-delay-s S]\n"
+    "                                               retry policy: states retried (empty: none), attempts in all\n"
+    "                                               (1..10, the first counts; 1: no retry), delay (1..604800 s)\n"
     "  project topup ID MICROS [--reason TEXT]      add to the wallet (a ledger top-up)\n"
     "  scenario add PROJECT IDN [--disclosure TEXT]\n"
     "  caller-id add PROJECT E164\n"
@@ -35,6 +39,7 @@ static const char usage[] =
     "  key revoke ID\n"
     "  demo                                         create the demo project; prints project id and admin key\n"
     "  batch upload FILE --scenario S [--pacing N] [--start-at T] [--caller-id C] [--idempotency-key K]\n"
+    "               [--retry-on L] [--retry-max-attempts N] [--retry-delay-s S] (the batch's own retry policy)\n"
     "               [--wait yes|no]                 upload a CSV batch (progress on stderr), wait until it is\n"
     "                                               validated (unless --wait no); prints the batch (JSON)\n"
     "  batch watch ID [--interval-ms N]             follow a batch's calls until completed or canceled\n"
@@ -228,8 +233,10 @@ int main(int argc, char **argv)
     }
 
     if (strcmp(cmd, "batch") == 0 && strcmp(sub, "upload") == 0 && rest >= 1) {
-        static const char *const allowed[] = {"--scenario", "--pacing", "--start-at", "--caller-id",
-                                              "--idempotency-key", "--wait", NULL};
+        static const char *const allowed[] = {"--scenario",      "--pacing",   "--start-at",
+                                              "--caller-id",     "--idempotency-key",
+                                              "--wait",          "--retry-on", "--retry-max-attempts",
+                                              "--retry-delay-s", NULL};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         ctl_batch_upload_opts_t o = {
@@ -238,6 +245,9 @@ int main(int argc, char **argv)
             .start_at = opt(rest - 1, args + 1, "--start-at"),
             .caller_id = opt(rest - 1, args + 1, "--caller-id"),
             .idempotency_key = opt(rest - 1, args + 1, "--idempotency-key"),
+            .retry_on = opt(rest - 1, args + 1, "--retry-on"),
+            .retry_max_attempts = opt(rest - 1, args + 1, "--retry-max-attempts"),
+            .retry_delay_s = opt(rest - 1, args + 1, "--retry-delay-s"),
         };
         const char *wait = opt(rest - 1, args + 1, "--wait");
         if (wait != NULL && strcmp(wait, "yes") != 0 && strcmp(wait, "no") != 0)
@@ -283,16 +293,27 @@ int main(int argc, char **argv)
             return 1;
         rc = project_create(conn, args[0], pacing, wallet, 0);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "set") == 0 && rest >= 1) {
-        static const char *const allowed[] = {"--pacing", "--wallet", "--calls-per-min", "--requests-per-hour",
-                                              "--price-per-min", "--calling-windows", NULL};
-        const char *p[8] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
-                            opt(rest, args, "--calls-per-min"), opt(rest, args, "--requests-per-hour"),
-                            opt(rest, args, "--price-per-min"), NULL, "0"};
+        static const char *const allowed[] = {"--pacing",           "--wallet",         "--calls-per-min",
+                                              "--requests-per-hour", "--price-per-min",  "--calling-windows",
+                                              "--retry-on",          "--retry-max-attempts", "--retry-delay-s",
+                                              NULL};
+        const char *p[11] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
+                             opt(rest, args, "--calls-per-min"), opt(rest, args, "--requests-per-hour"),
+                             opt(rest, args, "--price-per-min"), NULL, "0"};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         for (int i = 1; i < 6; i++)
             if (!is_int(p[i]))
                 return fprintf(stderr, "outdialctl: options take integers\n"), 2;
+        /* the retry policy: checked as the batch upload fields are (od/retry.h); NULL keeps a setting */
+        od_retry_policy_t rp;
+        od_retry_error_t rerr;
+        const char *r_max = opt(rest, args, "--retry-max-attempts"), *r_delay = opt(rest, args, "--retry-delay-s");
+        if (od_retry_policy_parse(opt(rest, args, "--retry-on"), r_max, r_delay, &rp, &rerr) != 0)
+            return fprintf(stderr, "outdialctl: --%s: %s\n", rerr.field, rerr.detail), 2;
+        p[8] = rp.on >= 0 ? od_retry_on_pg(rp.on) : NULL;
+        p[9] = r_max;
+        p[10] = r_delay;
         /* --calling-windows: $7 the canonical form, $8 "1" to change them (none: to NULL) */
         const char *cw = opt(rest, args, "--calling-windows");
         char *windows = NULL;
@@ -316,13 +337,16 @@ int main(int argc, char **argv)
                           "calls_per_min = coalesce($4::integer, calls_per_min), "
                           "requests_per_hour = coalesce($5::integer, requests_per_hour), "
                           "price_per_min_micros = coalesce($6::bigint, price_per_min_micros), "
-                          "calling_windows = CASE WHEN $8::boolean THEN $7::jsonb ELSE calling_windows END "
+                          "calling_windows = CASE WHEN $8::boolean THEN $7::jsonb ELSE calling_windows END, "
+                          "retry_on = coalesce($9::text[], retry_on), "
+                          "retry_max_attempts = coalesce($10::integer, retry_max_attempts), "
+                          "retry_delay_s = coalesce($11::integer, retry_delay_s) "
                           "WHERE id = $1::uuid RETURNING id, wallet_micros), "
                           "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
                           "SELECT u.id, u.wallet_micros - old.wallet_micros, 'adjustment by the operator' FROM u, old "
                           "WHERE u.wallet_micros <> old.wallet_micros) "
                           "SELECT id FROM u",
-                          8, p),
+                          11, p),
                       "project");
         free(windows);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "topup") == 0 && rest >= 2) {
