@@ -620,10 +620,38 @@ static void results_try_send(ctx_t *ctx)
 }
 
 /*
+ * The columns results.csv adds after the batch_head's header (od_batch_api,
+ * which names those up to error): the call's recording, metadata only, never
+ * where it is (docs/recordings.md).
+ */
+#define RESULTS_RECORDING_HEADER ",recording_duration_s,recording_sha256,recording_deleted_at"
+
+/* ",<ms as seconds with 3 decimals>" of a column in ms (nothing when NULL) */
+static void results_seconds(od_buf_t *b, const PGresult *res, int i, int col)
+{
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, col)) {
+        long long ms = strtoll(PQgetvalue(res, i, col), NULL, 10);
+        od_buf_printf(b, "%lld.%03lld", ms / 1000, ms % 1000);
+    }
+}
+
+/* ",<RFC 3339>" of a column in µs since the epoch (nothing when NULL) */
+static void results_time(od_buf_t *b, const PGresult *res, int i, int col)
+{
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, col)) {
+        char ts[OD_RFC3339_BUF_SIZE];
+        od_buf_append(b, ts, od_rfc3339_format(strtoll(PQgetvalue(res, i, col), NULL, 10), ts));
+    }
+}
+
+/*
  * One line of results.csv from a row of the batch_results statement: the
  * uploaded cells, then call_id,status,final_state,outcome,goal_completed,
- * duration_s,cost_micros,ended_at,error. Those values need no quoting (ids,
- * codes, numbers, times).
+ * duration_s,cost_micros,ended_at,error, then recording_duration_s,
+ * recording_sha256,recording_deleted_at. Those values need no quoting (ids,
+ * codes, numbers, hex, times).
  */
 static void results_line(od_buf_t *b, const PGresult *res, int i)
 {
@@ -635,20 +663,16 @@ static void results_line(od_buf_t *b, const PGresult *res, int i)
     od_buf_puts(b, ",");
     if (!PQgetisnull(res, i, 6))
         od_buf_puts(b, PQgetvalue(res, i, 6)[0] == 't' ? "true" : "false");
-    od_buf_puts(b, ",");
-    if (!PQgetisnull(res, i, 7)) {
-        long long ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-        od_buf_printf(b, "%lld.%03lld", ms / 1000, ms % 1000);
-    }
+    results_seconds(b, res, i, 7);
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 8), (size_t)PQgetlength(res, i, 8));
-    od_buf_puts(b, ",");
-    if (!PQgetisnull(res, i, 9)) {
-        char ts[OD_RFC3339_BUF_SIZE];
-        od_buf_append(b, ts, od_rfc3339_format(strtoll(PQgetvalue(res, i, 9), NULL, 10), ts));
-    }
+    results_time(b, res, i, 9);
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 10), (size_t)PQgetlength(res, i, 10));
+    results_seconds(b, res, i, 11);
+    od_buf_puts(b, ",");
+    od_buf_append(b, PQgetvalue(res, i, 12), (size_t)PQgetlength(res, i, 12));
+    results_time(b, res, i, 13);
     od_buf_puts(b, "\r\n");
 }
 
@@ -742,7 +766,11 @@ static void on_results_head(void *arg, int status, PGresult *res)
     ingress__ratelimit_headers(req, ctx->rl);
     ctx->answered = 1;
     job->stream = od_http_stream_start(req, 200, "text/csv; charset=utf-8", on_results_proceed, on_results_gone, ctx);
-    od_buf_puts(&job->page, head);
+    size_t hl = strlen(head);
+    if (hl >= 2 && strcmp(head + hl - 2, "\r\n") == 0)
+        hl -= 2;
+    od_buf_append(&job->page, head, hl);
+    od_buf_puts(&job->page, RESULTS_RECORDING_HEADER "\r\n");
     job->have_page = 1;
     job->ready = 1;
     json_decref(r);

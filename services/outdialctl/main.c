@@ -28,6 +28,8 @@ static const char usage[] =
     "                 [--calling-windows JSON|none] calling windows in the recipient's local time, e.g.\n"
     "                                               '[{\"days\":\"mon-fri\",\"from\":\"09:00\",\"to\":\"20:00\"}]'\n"
     "                                               (docs/quiet-hours.md); none: no windows\n"
+    "                 [--recording-retention-days N] keep call recordings N days (0-36500, default 90;\n"
+    "                                               0: deleted at once; docs/recordings.md)\n"
     "  project topup ID MICROS [--reason TEXT]      add to the wallet (a ledger top-up)\n"
     "  scenario add PROJECT IDN [--disclosure TEXT]\n"
     "  caller-id add PROJECT E164\n"
@@ -284,15 +286,19 @@ int main(int argc, char **argv)
         rc = project_create(conn, args[0], pacing, wallet, 0);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "set") == 0 && rest >= 1) {
         static const char *const allowed[] = {"--pacing", "--wallet", "--calls-per-min", "--requests-per-hour",
-                                              "--price-per-min", "--calling-windows", NULL};
-        const char *p[8] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
+                                              "--price-per-min", "--calling-windows", "--recording-retention-days",
+                                              NULL};
+        const char *p[9] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
                             opt(rest, args, "--calls-per-min"), opt(rest, args, "--requests-per-hour"),
-                            opt(rest, args, "--price-per-min"), NULL, "0"};
+                            opt(rest, args, "--price-per-min"), NULL, "0",
+                            opt(rest, args, "--recording-retention-days")};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         for (int i = 1; i < 6; i++)
             if (!is_int(p[i]))
                 return fprintf(stderr, "outdialctl: options take integers\n"), 2;
+        if (!is_int(p[8]) || (p[8] != NULL && (atoll(p[8]) < 0 || atoll(p[8]) > 36500)))
+            return fprintf(stderr, "outdialctl: --recording-retention-days takes a number of days, 0 to 36500\n"), 2;
         /* --calling-windows: $7 the canonical form, $8 "1" to change them (none: to NULL) */
         const char *cw = opt(rest, args, "--calling-windows");
         char *windows = NULL;
@@ -316,13 +322,14 @@ int main(int argc, char **argv)
                           "calls_per_min = coalesce($4::integer, calls_per_min), "
                           "requests_per_hour = coalesce($5::integer, requests_per_hour), "
                           "price_per_min_micros = coalesce($6::bigint, price_per_min_micros), "
-                          "calling_windows = CASE WHEN $8::boolean THEN $7::jsonb ELSE calling_windows END "
+                          "calling_windows = CASE WHEN $8::boolean THEN $7::jsonb ELSE calling_windows END, "
+                          "recording_retention_days = coalesce($9::integer, recording_retention_days) "
                           "WHERE id = $1::uuid RETURNING id, wallet_micros), "
                           "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
                           "SELECT u.id, u.wallet_micros - old.wallet_micros, 'adjustment by the operator' FROM u, old "
                           "WHERE u.wallet_micros <> old.wallet_micros) "
                           "SELECT id FROM u",
-                          8, p),
+                          9, p),
                       "project");
         free(windows);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "topup") == 0 && rest >= 2) {
