@@ -259,6 +259,7 @@ BEGIN
             -- results.csv: the header line; the rows follow page by page
             out := jsonb_build_object('status', 200, 'body', b.header_line ||
                        ',call_id,status,final_state,outcome,goal_completed,duration_s,cost_micros,ended_at,error,attempts'
+                       || ',recording_duration_s,recording_sha256,recording_deleted_at'
                        || E'\r\n', 'file_name', b.file_name);
         ELSE
             out := jsonb_build_object('status', 200, 'body', od_batch_json(b, true)::text);

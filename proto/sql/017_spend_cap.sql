@@ -7,7 +7,7 @@
 -- (PATCH /v1/batches/{id}). The spend is a batch counter ("cost"), kept like
 -- the others in the deltas ledger: no row that every outcome copy waits on.
 --
--- Restated: od_batch_track (004's) adds the cost delta, od_call_ended (015's)
+-- Restated: od_batch_track (004's) adds the cost delta, od_call_ended (016's)
 -- adds od_spend_cap, od_batch_create and od_batch_json (005's and 004's, with
 -- 013's calling_windows and 014's retry policy) take and show the cap,
 -- od_batch_control (005's) refuses to resume a batch still at its cap.
@@ -79,7 +79,7 @@ $$;
 CREATE OR REPLACE FUNCTION od_call_ended(c calls, e jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN od_opt_out(c, e) || od_retry(c, e) || od_internal_error(c, e) || od_spend_cap(c, e);
+    RETURN od_opt_out(c, e) || od_retry(c, e) || od_internal_error(c, e) || od_recording(c, e) || od_spend_cap(c, e);
 END
 $$;
 

@@ -40,6 +40,7 @@ static void on_delivery(void *arg, rd_kafka_resp_err_t err)
     }
     call->backoff_ms = 0;
     int final = od_call_status_final(call->evq[0].status);
+    od_call_event_clear(&call->evq[0]);
     memmove(&call->evq[0], &call->evq[1], sizeof(call->evq[0]) * (size_t)(call->nev - 1));
     call->nev--;
     if (final) {
@@ -89,6 +90,13 @@ static void send_next(dcall_t *call)
         send_head(call);
 }
 
+void dialer__keep_recording(dcall_t *call, const od_call_recording_t *rec)
+{
+    if (call->recording == NULL)
+        call->recording = od_malloc(sizeof(*call->recording));
+    memcpy(call->recording, rec, sizeof(*rec));
+}
+
 /* The call ended (provider, or a failure before dialing): queue its final event. */
 void dialer__end_call(dcall_t *call, const provider_result_t *res)
 {
@@ -108,10 +116,14 @@ void dialer__end_call(dcall_t *call, const provider_result_t *res)
     }
     if (res->final_state == OD_FINAL_INTERNAL_ERROR)
         snprintf(ev->component, sizeof(ev->component), "%s", res->component ? res->component : "provider");
+    if (call->recording == NULL && res->recording != NULL)
+        dialer__keep_recording(call, res->recording);
+    ev->recording = call->recording; /* the event owns it now */
+    call->recording = NULL;
     od_metric_add(d->m.results[res->final_state], 1);
-    od_log(OD_LOG_INFO, call->id, "ended: %s%s%s, talk %lld ms (%s)", od_final_state_name(res->final_state),
+    od_log(OD_LOG_INFO, call->id, "ended: %s%s%s, talk %lld ms%s (%s)", od_final_state_name(res->final_state),
            ev->outcome != OD_OUTCOME_NONE ? " " : "", ev->outcome != OD_OUTCOME_NONE ? od_outcome_name(ev->outcome) : "",
-           (long long)ev->duration_ms, res->detail);
+           (long long)ev->duration_ms, ev->recording != NULL ? ", recorded" : "", res->detail);
     send_next(call);
 }
 

@@ -70,6 +70,9 @@ void dialer__call_free(dcall_t *call)
     od_metric_set(d->m.in_flight, d->ncalls);
     uv_close((uv_handle_t *)&call->timer, on_call_closed);
     json_decref(call->claim);
+    free(call->recording);
+    for (int i = 0; i < call->nev; i++)
+        od_call_event_clear(&call->evq[i]);
     if (d->paused && !d->draining && d->ncalls < d->conf->max_calls) {
         d->paused = 0;
         od_kcons_resume(d->kcons);

@@ -91,6 +91,8 @@ typedef struct dcall {
     int nev;
     int ev_inflight;
     json_t *claim;           /**< the claim's data (scenario, metadata, ...) from dial to slot free */
+    od_call_recording_t *recording; /**< the call's recording so far, or NULL: the engine's report's, else the
+                                         provider's; owned, moved into the final event by dialer__end_call */
     struct {
         engine_phase_t phase;
         dialer_engine_req_t *req; /**< the request to the engine out, if any */
@@ -164,8 +166,10 @@ void dialer__claim(dcall_t *call);
 /** Dials a claimed call with the claim's data (JSON text from od_claim). */
 void dialer__dial(dcall_t *call, const char *claim_json);
 
-/** Ends a call with `res`: queues its final event. */
+/** Ends a call with `res`: queues its final event, with the call's recording (else the provider's in `res`). */
 void dialer__end_call(dcall_t *call, const provider_result_t *res);
+/** Keeps a copy of `rec` as the call's recording, replacing the one it had. */
+void dialer__keep_recording(dcall_t *call, const od_call_recording_t *rec);
 
 /* engine.c */
 /** Sets up the conversation engine client and the report route; NULL with `err` filled on a bad setting. */

@@ -128,8 +128,9 @@ static int answered_ok(dialer_engine_req_t *r, CURLcode rc, char *why, size_t le
 /* ---- reports ---- */
 
 /*
- * Reads a report (proto/messages/engine_report.schema.json) into the call.
- * Returns NULL, or the field at fault with `msg` filled.
+ * Reads a report (proto/messages/engine_report.schema.json) into the call,
+ * its recording too (which replaces the provider's). Returns NULL, or the
+ * field at fault with `msg` filled (and the call unchanged).
  */
 static const char *read_report(dcall_t *call, json_t *rep, const char **msg)
 {
@@ -142,8 +143,16 @@ static const char *read_report(dcall_t *call, json_t *rep, const char **msg)
         *msg = "must be \"completed\" or \"voicemail\"";
         return "result";
     }
+    /* a recording may come with either result (a voicemail box can be recorded too) */
+    json_t *recording = json_object_get(rep, "recording");
+    od_call_recording_t rec;
+    const char *field;
+    if (recording != NULL && !json_is_null(recording) && od_call_recording_parse(recording, &rec, &field, msg) != 0)
+        return field;
     if (strcmp(result, "voicemail") == 0) {
         call->eng.report = ENGINE_REPORT_VOICEMAIL;
+        if (recording != NULL && !json_is_null(recording))
+            dialer__keep_recording(call, &rec);
         return NULL;
     }
     json_t *goal = json_object_get(rep, "goal_completed");
@@ -166,6 +175,8 @@ static const char *read_report(dcall_t *call, json_t *rep, const char **msg)
     call->eng.outcome = (od_outcome_t)outcome;
     call->eng.goal = json_is_true(goal);
     call->eng.opted_out = json_is_true(opt);
+    if (recording != NULL && !json_is_null(recording))
+        dialer__keep_recording(call, &rec);
     return NULL;
 }
 
@@ -301,7 +312,9 @@ int dialer__engine_ended(dcall_t *call, const provider_result_t *res)
         finish(call, res);
         return 1;
     }
-    /* ended before the engine reported: tell it, and wait for its last word */
+    /* ended before the engine reported: tell it, and wait for its last word (whose recording, if any, wins) */
+    if (res->recording != NULL)
+        dialer__keep_recording(call, res->recording);
     call->eng.phase = ENGINE_ENDING;
     call->eng.final_state = res->final_state;
     call->eng.talk_ms = res->talk_ms;

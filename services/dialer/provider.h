@@ -53,6 +53,7 @@ typedef struct provider_result {
     const char *detail;           /**< cause in words (SIP code and reason, ...); never NULL */
     int opted_out;                /**< completed calls: the callee asked not to be called again (the engine's word) */
     const char *component;        /**< internal_error: what failed ("dialer", "engine"); NULL: "provider" */
+    const od_call_recording_t *recording; /**< the provider's recording of the call, or NULL; borrowed for ended() */
 } provider_result_t;
 
 /** Callbacks of one call; `arg` is the dialer's per-call pointer given to dial(). */
@@ -113,13 +114,16 @@ typedef struct provider_sim_plan {
     uint64_t ring_ms;             /**< ringing → answered (or → ended: no answer) */
     uint64_t talk_ms;             /**< answered → ended (or → machine detected) */
     const char *detail;           /**< the detail of ended() */
+    od_recording_kind_t recording; /**< answered calls report a recording of this kind (0: none) */
 } provider_sim_plan_t;
 
 /**
  * Computes the plan of a call to `phone`: the last digit picks the result
  * (DESIGN §4), base times are multiplied by `scale`, metadata `sim_ring_ms` /
  * `sim_talk_ms` (number or numeric string, absolute ms, not scaled) override
- * the ring and talk phases.
+ * the ring and talk phases; metadata `sim_recording` (true, 1, "true", "1"
+ * or "url": a URL; "object_key": an object key) makes an answered call
+ * report a recording.
  */
 void provider_sim_plan(const char *phone, const json_t *metadata, double scale, provider_sim_plan_t *plan);
 

@@ -23,7 +23,12 @@
  * answered → machine detected, which ends the call at once).
  * Metadata `sim_ring_ms` overrides the ring phase (digits 0-4, 6) and
  * `sim_talk_ms` the talk phase (digits 0-3), in absolute ms, not scaled.
- * A phone without a final digit ends as provider_error.
+ * Metadata `sim_recording` makes an answered call (digits 0-3, 6) report a
+ * recording, as a provider or engine that records calls would:
+ * https://sim.outdial.invalid/recordings/<call id>.wav (true, 1, "true", "1",
+ * "url") or the object key sim/recordings/<call id>.wav ("object_key"), as
+ * long as the call was answered, with the SHA-256 of the call id (the sim has
+ * no audio). A phone without a final digit ends as provider_error.
  */
 #include <assert.h>
 #include <errno.h>
@@ -33,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "od/core.h"
 #include "od/log.h"
@@ -84,6 +91,8 @@ struct provider_call {
     sim_phase_t phase;
     sim_phase_t hung_in; /* the phase hangup() interrupted */
     uint64_t answered_at;
+    int answered;
+    char call_id[37];      /* names the recording */
     provider_call_t *prev, *next;
 };
 
@@ -128,6 +137,19 @@ static int64_t override_ms(const json_t *metadata, const char *key)
     return (int64_t)llround(d);
 }
 
+/* metadata sim_recording: the kind of recording asked for, or 0 */
+static od_recording_kind_t recording_kind(const json_t *metadata)
+{
+    const json_t *v = json_is_object(metadata) ? json_object_get(metadata, "sim_recording") : NULL;
+    const char *s = json_string_value(v);
+    if (json_is_true(v) || (json_is_integer(v) && json_integer_value(v) == 1) ||
+        (s != NULL && (strcmp(s, "true") == 0 || strcmp(s, "1") == 0 || strcmp(s, "url") == 0)))
+        return OD_RECORDING_URL;
+    if (s != NULL && strcmp(s, "object_key") == 0)
+        return OD_RECORDING_OBJECT_KEY;
+    return 0;
+}
+
 void provider_sim_plan(const char *phone, const json_t *metadata, double scale, provider_sim_plan_t *plan)
 {
     size_t len = strlen(phone);
@@ -152,6 +174,8 @@ void provider_sim_plan(const char *phone, const json_t *metadata, double scale, 
         plan->ring_ms = (uint64_t)o;
     if (row->final_state == OD_FINAL_COMPLETED && (o = override_ms(metadata, "sim_talk_ms")) >= 0)
         plan->talk_ms = (uint64_t)o;
+    if (row->answers)
+        plan->recording = recording_kind(metadata);
 }
 
 static void log_dial(provider_sim_t *sim, const provider_req_t *req)
@@ -198,6 +222,18 @@ static void end_call(provider_call_t *call, od_final_state_t final_state, od_out
 {
     provider_result_t res = {.final_state = final_state, .outcome = outcome, .goal_completed = goal,
                              .talk_ms = talk_ms, .detail = detail};
+    od_call_recording_t rec;
+    if (call->plan.recording != 0 && call->answered) {
+        rec.kind = call->plan.recording;
+        snprintf(rec.ref, sizeof(rec.ref), "%s%s.wav",
+                 rec.kind == OD_RECORDING_URL ? "https://sim.outdial.invalid/recordings/" : "sim/recordings/",
+                 call->call_id);
+        rec.duration_ms = (int64_t)(uv_now(call->timer.loop) - call->answered_at);
+        unsigned char md[32];
+        EVP_Digest(call->call_id, strlen(call->call_id), md, NULL, EVP_sha256(), NULL);
+        od_hex(md, sizeof(md), rec.sha256);
+        res.recording = &rec;
+    }
     unlink_call(call);
     call->phase = SIM_CLOSING;
     uv_close((uv_handle_t *)&call->timer, on_call_closed);
@@ -241,6 +277,7 @@ static void on_timer(uv_timer_t *t)
     case SIM_RINGING:
         if (p->answers) {
             call->answered_at = uv_now(t->loop);
+            call->answered = 1;
             next_phase(call, call->cbs->answered, SIM_TALKING, p->talk_ms);
         } else {
             end_as_planned(call, 0);
@@ -279,6 +316,7 @@ static int sim_dial(provider_t *p, const provider_req_t *req, const provider_cbs
     call->sim = sim;
     call->cbs = cbs;
     call->arg = arg;
+    snprintf(call->call_id, sizeof(call->call_id), "%s", req->call_id);
     provider_sim_plan(req->phone, req->metadata, sim->scale, &call->plan);
     uv_timer_init(p->loop, &call->timer);
     call->timer.data = call;

@@ -671,11 +671,33 @@ static void results_try_send(ctx_t *ctx)
     }
 }
 
+/* ",<ms as seconds with 3 decimals>" of a column in ms (nothing when NULL) */
+static void results_seconds(od_buf_t *b, const PGresult *res, int i, int col)
+{
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, col)) {
+        long long ms = strtoll(PQgetvalue(res, i, col), NULL, 10);
+        od_buf_printf(b, "%lld.%03lld", ms / 1000, ms % 1000);
+    }
+}
+
+/* ",<RFC 3339>" of a column in µs since the epoch (nothing when NULL) */
+static void results_time(od_buf_t *b, const PGresult *res, int i, int col)
+{
+    od_buf_puts(b, ",");
+    if (!PQgetisnull(res, i, col)) {
+        char ts[OD_RFC3339_BUF_SIZE];
+        od_buf_append(b, ts, od_rfc3339_format(strtoll(PQgetvalue(res, i, col), NULL, 10), ts));
+    }
+}
+
 /*
  * One line of results.csv from a row of the batch_results statement: the
  * uploaded cells, then call_id,status,final_state,outcome,goal_completed,
  * duration_s,cost_micros,ended_at,error,attempts of the row's latest
- * attempt. Those values need no quoting (ids, codes, numbers, times).
+ * attempt, then recording_duration_s,recording_sha256,recording_deleted_at
+ * of its recording. Those values need no quoting (ids, codes, numbers, hex,
+ * times).
  */
 static void results_line(od_buf_t *b, const PGresult *res, int i)
 {
@@ -687,22 +709,18 @@ static void results_line(od_buf_t *b, const PGresult *res, int i)
     od_buf_puts(b, ",");
     if (!PQgetisnull(res, i, 6))
         od_buf_puts(b, PQgetvalue(res, i, 6)[0] == 't' ? "true" : "false");
-    od_buf_puts(b, ",");
-    if (!PQgetisnull(res, i, 7)) {
-        long long ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-        od_buf_printf(b, "%lld.%03lld", ms / 1000, ms % 1000);
-    }
+    results_seconds(b, res, i, 7);
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 8), (size_t)PQgetlength(res, i, 8));
-    od_buf_puts(b, ",");
-    if (!PQgetisnull(res, i, 9)) {
-        char ts[OD_RFC3339_BUF_SIZE];
-        od_buf_append(b, ts, od_rfc3339_format(strtoll(PQgetvalue(res, i, 9), NULL, 10), ts));
-    }
+    results_time(b, res, i, 9);
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 10), (size_t)PQgetlength(res, i, 10));
     od_buf_puts(b, ",");
     od_buf_append(b, PQgetvalue(res, i, 11), (size_t)PQgetlength(res, i, 11));
+    results_seconds(b, res, i, 12);
+    od_buf_puts(b, ",");
+    od_buf_append(b, PQgetvalue(res, i, 13), (size_t)PQgetlength(res, i, 13));
+    results_time(b, res, i, 14);
     od_buf_puts(b, "\r\n");
 }
 

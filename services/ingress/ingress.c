@@ -222,6 +222,15 @@ static void route_get_call(ctx_t *ctx, h2o_req_t *req)
     api_call_by_id(ctx, "get_call", "call");
 }
 
+/* The URL or object key of the call's recording; od_recording_api logs the access (016_recordings.sql). */
+static void route_get_recording(ctx_t *ctx, h2o_req_t *req)
+{
+    (void)req;
+    char id[37];
+    if (ingress__path_id(ctx, "call", id) == 0)
+        ingress__api_run(ctx, "recording_api", "get_recording", json_pack("{ss}", "id", id), NULL);
+}
+
 static void route_cancel_call(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
@@ -534,12 +543,12 @@ static char *call_body(ctx_t *ctx, const char *caller_id, int64_t created_ms)
     od_rfc3339_format(created_ms * 1000, created);
     if (ctx->creq.scheduled_us != 0)
         od_rfc3339_format(ctx->creq.scheduled_us, sched);
-    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn si sn ss sn sn sn sn sn si sn sn}", "id",
+    json_t *o = json_pack("{ss ss sn sn sn ss ss sO ss? ss? sn si sn ss sn sn sn sn sn si sn sn sn}", "id",
                           ctx->call_id, "status", "queued", "final_state", "outcome", "goal_completed", "scenario",
                           ctx->creq.scenario, "phone", ctx->creq.phone, "metadata", ctx->meta, "scheduled_for",
                           ctx->creq.scheduled_us != 0 ? sched : NULL, "caller_id", caller_id, "batch_id", "attempt",
                           1, "retry_of", "created_at", created, "dialed_at", "connected_at", "ended_at", "duration_s",
-                          "billed_s", "cost_micros", 0, "compliance", "calling_window");
+                          "billed_s", "cost_micros", 0, "compliance", "calling_window", "recording");
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     return text ? text : od_strdup("{}");
@@ -755,6 +764,7 @@ static const route_t routes[] = {
     {"GET", "/v1/calls", OD_SCOPE_READ, route_list_calls},
     {"GET", "/v1/calls/{}", OD_SCOPE_READ, route_get_call},
     {"POST", "/v1/calls/{}/cancel", OD_SCOPE_TRIGGER, route_cancel_call},
+    {"GET", "/v1/calls/{}/recording", OD_SCOPE_READ, route_get_recording},
     {"GET", "/v1/project", OD_SCOPE_READ, route_get_project},
     {"GET", "/v1/scenarios", OD_SCOPE_READ, ingress__list_scenarios},
     {"POST", "/v1/scenarios", OD_SCOPE_ADMIN, ingress__create_scenario},
@@ -911,16 +921,19 @@ static const od_pg_stmt_t stmts[] = {
     {"batch_settings_api",
      ACTOR_CTE "SELECT od_batch_settings_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"scenario_api", ACTOR_CTE "SELECT od_scenario_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
+    {"recording_api", ACTOR_CTE "SELECT od_recording_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"webhook_api", ACTOR_CTE "SELECT od_webhook_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_api", ACTOR_CTE "SELECT od_events_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_since", "SELECT od_events_since($1::xid8, $2::bigint, $3::uuid[], $4::integer)::text"},
     {"batch_create", "WITH actor AS MATERIALIZED (SELECT set_config('outdial.actor', $3, true)) "
                      "SELECT od_batch_create($1::jsonb, $2)::text FROM actor"},
-    /* a page of results.csv: the row as uploaded (CSV-encoded at upload) and its call's state */
+    /* a page of results.csv: the row as uploaded (CSV-encoded at upload), its call's state and recording */
     {"batch_results", "SELECT r.row_no, r.line, c.id, c.status, c.final_state, c.outcome, c.goal_completed, "
                       "c.duration_ms, c.cost_micros, floor(extract(epoch FROM c.ended_at) * 1000000)::bigint, r.error, "
-                      "c.attempt "
+                      "c.attempt, rec.duration_ms, rec.sha256, "
+                      "floor(extract(epoch FROM rec.deleted_at) * 1000000)::bigint "
                       "FROM batch_rows r LEFT JOIN calls c ON c.id = r.call_id "
+                      "LEFT JOIN recordings rec ON rec.call_id = r.call_id "
                       "WHERE r.batch_id = $1::uuid AND r.row_no > $2::integer ORDER BY r.row_no LIMIT $3::integer"},
 };
 

@@ -68,6 +68,10 @@ static char *event_json(const od_call_event_t *ev)
     json_str_or_null(&b, ev->detail[0] != '\0' ? ev->detail : NULL);
     if (ev->component[0] != '\0')
         od_buf_printf(&b, ",\"component\":\"%s\"", ev->component); /* one of three names (od_call_event_decode) */
+    if (ev->recording != NULL) { /* od_recording (016_recordings.sql) stores it with the final state */
+        od_buf_puts(&b, ",\"recording\":");
+        od_call_recording_encode(ev->recording, &b);
+    }
     od_buf_puts(&b, "}");
     return b.base;
 }
@@ -92,6 +96,7 @@ void outcome__on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t t
         return;
     }
     oevent_t oev = {event_json(&ev), tok, "", ev.at_us};
+    od_call_event_clear(&ev);
     memcpy(oev.call_id, ev.call_id, sizeof(oev.call_id));
     batch_push(&o->open, &oev);
     od_log(OD_LOG_DEBUG, ev.call_id, "event %s%s%s", od_call_status_name(ev.status), ev.detail[0] ? ": " : "",

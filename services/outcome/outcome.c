@@ -13,6 +13,7 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"reap", "SELECT od_reap($1::integer)"},
     {"batch_compact", "SELECT od_batch_compact($1::integer)"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
+    {"expire_recordings", "SELECT od_recordings_expire($1::integer)"},
     {"alerts_claim", "SELECT od_alerts_claim($1::integer, $2::integer)"},
     {"alerts_done", "SELECT od_alerts_done($1::uuid[])"},
     {"webhook_cycle", "SELECT od_webhook_cycle($1, $2::jsonb, $3::integer[], $4::integer, $5::integer, "
@@ -105,6 +106,8 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
     o->m.reaped = od_counter("outdial_outcome_reaped_total", NULL,
                              "calls ended as internal_error because their dialer's lease ran out");
     o->m.expired = od_counter("outdial_outcome_idempotency_expired_total", NULL, "idempotency records deleted");
+    o->m.recordings_deleted = od_counter("outdial_outcome_recordings_deleted_total", NULL,
+                                         "recordings deleted after their project's retention period");
     o->m.compacted = od_counter("outdial_outcome_batch_deltas_folded_total", NULL,
                                 "batch counter deltas folded into the batches' counters");
 

@@ -92,14 +92,14 @@ struct outcome {
     int paused, draining, closing;
 
     /* reaper.c */
-    outcome_chore_t reap, compact, expire;
+    outcome_chore_t reap, compact, expire, recordings;
 
     uv_timer_t drain_timer;
     wh_sender_t *webhooks; /**< webhook_sender.c */
     outcome_alerts_t *alerts; /**< alerts.c */
 
     struct {
-        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted;
+        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted, *recordings_deleted;
     } m;
 };
 

@@ -3,8 +3,10 @@
  * partition, drain timeout) ends as internal_error; it is never dialed again
  * (guarantee 1). Every outcome copy runs it: od_reap locks with SKIP LOCKED.
  * Also the chores: folding the batches' counter deltas into their counters
- * and finishing the batches that are done (every reaper interval), and
- * expiring idempotency records past their keep time (every 10 minutes).
+ * and finishing the batches that are done (every reaper interval),
+ * deleting the recordings past their project's retention (every reaper
+ * interval: one index probe per project), and expiring idempotency records
+ * past their keep time (every 10 minutes).
  *
  * Each is a chore: one statement with one parameter, answering a count, run
  * by a timer, never twice at once; a count at its limit runs it again at once.
@@ -18,6 +20,7 @@
 
 #define REAP_LIMIT 1000
 #define COMPACT_LIMIT 10000
+#define RECORDINGS_LIMIT 1000
 #define EXPIRE_EVERY_MS (10 * 60 * 1000)
 
 static void on_chore_timer(uv_timer_t *t);
@@ -78,12 +81,20 @@ static void report_expired(outcome_t *o, int n)
     od_info("idempotency expiry: %d records older than %lld s deleted", n, (long long)o->conf->idem_keep_s);
 }
 
+static void report_recordings(outcome_t *o, int n)
+{
+    (void)o;
+    od_info("recordings: %d deleted after their project's retention period", n);
+}
+
 void outcome__reaper_start(outcome_t *o)
 {
     uint64_t every = (uint64_t)o->conf->reaper_interval_ms;
     chore_start(o, &o->reap, "reaper", "reap", REAP_LIMIT, REAP_LIMIT, every, o->m.reaped, report_reaped);
     chore_start(o, &o->compact, "batch counters", "batch_compact", COMPACT_LIMIT, COMPACT_LIMIT, every,
                 o->m.compacted, NULL);
+    chore_start(o, &o->recordings, "recording expiry", "expire_recordings", RECORDINGS_LIMIT, RECORDINGS_LIMIT, every,
+                o->m.recordings_deleted, report_recordings);
     chore_start(o, &o->expire, "idempotency expiry", "expire_idem", o->conf->idem_keep_s, 0, EXPIRE_EVERY_MS,
                 o->m.expired, report_expired);
 }
@@ -93,6 +104,7 @@ void outcome__reaper_pause(outcome_t *o)
     uv_timer_stop(&o->reap.timer);
     uv_timer_stop(&o->compact.timer);
     uv_timer_stop(&o->expire.timer);
+    uv_timer_stop(&o->recordings.timer);
 }
 
 void outcome__reaper_stop(outcome_t *o)
@@ -102,4 +114,5 @@ void outcome__reaper_stop(outcome_t *o)
     uv_close((uv_handle_t *)&o->reap.timer, NULL);
     uv_close((uv_handle_t *)&o->compact.timer, NULL);
     uv_close((uv_handle_t *)&o->expire.timer, NULL);
+    uv_close((uv_handle_t *)&o->recordings.timer, NULL);
 }

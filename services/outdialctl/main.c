@@ -32,6 +32,8 @@ static const char usage[] =
     "                 [--retry-on no_answer,busy] [--retry-max-attempts N] [--retry-delay-s S]\n"
     "                                               retry policy: states retried (empty: none), attempts in all\n"
     "                                               (1..10, the first counts; 1: no retry), delay (1..604800 s)\n"
+    "                 [--recording-retention-days N] keep call recordings N days (0-36500, default 90;\n"
+    "                                               0: deleted at once; docs/recordings.md)\n"
     "  project topup ID MICROS [--reason TEXT]      add to the wallet (a ledger top-up)\n"
     "  scenario add PROJECT IDN [--disclosure TEXT]\n"
     "  caller-id add PROJECT E164\n"
@@ -296,10 +298,11 @@ int main(int argc, char **argv)
         static const char *const allowed[] = {"--pacing",           "--wallet",         "--calls-per-min",
                                               "--requests-per-hour", "--price-per-min",  "--calling-windows",
                                               "--retry-on",          "--retry-max-attempts", "--retry-delay-s",
-                                              NULL};
-        const char *p[11] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
+                                              "--recording-retention-days", NULL};
+        const char *p[12] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
                              opt(rest, args, "--calls-per-min"), opt(rest, args, "--requests-per-hour"),
-                             opt(rest, args, "--price-per-min"), NULL, "0"};
+                             opt(rest, args, "--price-per-min"), NULL, "0", NULL, NULL, NULL,
+                             opt(rest, args, "--recording-retention-days")};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         for (int i = 1; i < 6; i++)
@@ -314,6 +317,8 @@ int main(int argc, char **argv)
         p[8] = rp.on >= 0 ? od_retry_on_pg(rp.on) : NULL;
         p[9] = r_max;
         p[10] = r_delay;
+        if (!is_int(p[11]) || (p[11] != NULL && (atoll(p[11]) < 0 || atoll(p[11]) > 36500)))
+            return fprintf(stderr, "outdialctl: --recording-retention-days takes a number of days, 0 to 36500\n"), 2;
         /* --calling-windows: $7 the canonical form, $8 "1" to change them (none: to NULL) */
         const char *cw = opt(rest, args, "--calling-windows");
         char *windows = NULL;
@@ -340,13 +345,14 @@ int main(int argc, char **argv)
                           "calling_windows = CASE WHEN $8::boolean THEN $7::jsonb ELSE calling_windows END, "
                           "retry_on = coalesce($9::text[], retry_on), "
                           "retry_max_attempts = coalesce($10::integer, retry_max_attempts), "
-                          "retry_delay_s = coalesce($11::integer, retry_delay_s) "
+                          "retry_delay_s = coalesce($11::integer, retry_delay_s), "
+                          "recording_retention_days = coalesce($12::integer, recording_retention_days) "
                           "WHERE id = $1::uuid RETURNING id, wallet_micros), "
                           "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
                           "SELECT u.id, u.wallet_micros - old.wallet_micros, 'adjustment by the operator' FROM u, old "
                           "WHERE u.wallet_micros <> old.wallet_micros) "
                           "SELECT id FROM u",
-                          11, p),
+                          12, p),
                       "project");
         free(windows);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "topup") == 0 && rest >= 2) {

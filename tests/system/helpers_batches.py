@@ -20,7 +20,8 @@ from harness import Api, wait_until
 from helpers_pipeline import SCENARIO
 
 RESULT_COLUMNS = ["call_id", "status", "final_state", "outcome", "goal_completed", "duration_s",
-                  "cost_micros", "ended_at", "error", "attempts"]
+                  "cost_micros", "ended_at", "error", "attempts",
+                  "recording_duration_s", "recording_sha256", "recording_deleted_at"]  # docs/recordings.md
 COUNT_KEYS = ["queued", "dialing", "connected", "completed", "failed", "canceled"]
 FINAL_KEYS = ["completed", "no_answer", "busy", "voicemail_detected", "invalid_number",
               "caller_id_unauthorized", "provider_error", "internal_error", "canceled", "dnc_blocked"]

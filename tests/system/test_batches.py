@@ -642,6 +642,8 @@ def test_results_csv(system):
             assert float(res["duration_s"]) == pytest.approx(c["duration_s"], abs=5e-4), (i, res, c)
         assert int(res["cost_micros"]) == c["cost_micros"], (i, res, c)
         assert parse_ts(res["ended_at"]) == parse_ts(c["ended_at"]), (i, res, c)
+        # no recording asked for (test_recordings.py has the recorded ones)
+        assert c["recording"] is None and res["recording_duration_s"] == res["recording_sha256"] == "", (i, res, c)
         st, fs, oc, goal, _ = SIM[int(c["phone"][-1])]
         assert (c["status"], c["final_state"], c["outcome"], c["goal_completed"]) == (st, fs, oc, goal), c
     assert len(call_ids) == n - 4

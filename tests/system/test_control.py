@@ -245,6 +245,7 @@ ENDPOINTS = [
     ("GET", "/v1/calls/{call}", "sessions:read", None),
     ("POST", "/v1/calls", "outbound:trigger", {"scenario": "nope", "phone": "+34612345670"}),
     ("POST", "/v1/calls/{call}/cancel", "outbound:trigger", None),
+    ("GET", "/v1/calls/{call}/recording", "sessions:read", None),
     ("GET", "/v1/project", "sessions:read", None),
     ("GET", "/v1/scenarios", "sessions:read", None),
     ("GET", "/v1/scenarios/appointment_reminder", "sessions:read", None),

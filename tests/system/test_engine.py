@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
@@ -18,6 +17,7 @@ import requests
 
 import test_sip as sip
 from harness import free_port, wait_until
+from helpers_engine import EngineServer
 from helpers_pipeline import NO_LIMITS, assert_accepted, phone, wait_all_final
 
 ENGINE_PORT = free_port()
@@ -44,35 +44,11 @@ class Engine:
         self.auth: list[str] = []
         self.report_answers: dict[str, list[tuple[int, dict]]] = {}
         self.lock = threading.Lock()
-        engine = self
+        self.server = EngineServer(ENGINE_PORT, self.on_session, self.on_end, self.on_request)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                with engine.lock:
-                    engine.auth.append(self.headers.get("Authorization", ""))
-                if self.path == "/v1/sessions":
-                    engine.on_session(self, body)
-                elif self.path.startswith("/v1/sessions/") and self.path.endswith("/end"):
-                    engine.on_end(self, body)
-                else:
-                    self.answer(404, {})
-
-            def answer(self, code: int, obj: dict | None):
-                data = json.dumps(obj).encode() if obj is not None else b""
-                self.send_response(code)
-                if data:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", ENGINE_PORT), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def on_request(self, headers):
+        with self.lock:
+            self.auth.append(headers.get("Authorization", ""))
 
     def plan(self, session: dict) -> str:
         return (session.get("metadata") or {}).get("engine_plan", "report_success")
@@ -128,8 +104,7 @@ class Engine:
         h.answer(204, None)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture(scope="module")

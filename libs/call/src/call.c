@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "od/core.h"
@@ -100,6 +101,76 @@ const char *od_call_allowed_from(od_call_status_t to)
     return lit;
 }
 
+/* 1 if [s, s + n) has a byte below 0x20 or 0x7f, or (`no_space`) a space */
+static int has_control(const char *s, size_t n, int no_space)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || (no_space && s[i] == ' '))
+            return 1;
+    return 0;
+}
+
+int od_call_recording_parse(const json_t *obj, od_call_recording_t *rec, const char **field, const char **msg)
+{
+    memset(rec, 0, sizeof(*rec));
+    if (!json_is_object(obj)) {
+        *field = "recording", *msg = "must be an object {\"url\" or \"object_key\", \"duration_ms\", \"sha256\"}";
+        return -1;
+    }
+    json_t *url = json_object_get(obj, "url"), *key = json_object_get(obj, "object_key");
+    if ((url == NULL) == (key == NULL)) {
+        *field = "recording", *msg = "must have exactly one of url and object_key";
+        return -1;
+    }
+    json_t *ref = url != NULL ? url : key;
+    const char *s = json_string_value(ref);
+    size_t n = json_string_length(ref);
+    *field = url != NULL ? "recording.url" : "recording.object_key";
+    if (s == NULL || n == 0 || n > OD_RECORDING_REF_MAX) {
+        *msg = url != NULL ? "must be a URL of 1 to 2048 bytes" : "must be a string of 1 to 2048 bytes";
+        return -1;
+    }
+    if (url != NULL && ((strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0) || has_control(s, n, 1))) {
+        *msg = "must be an http:// or https:// URL without spaces or control characters";
+        return -1;
+    }
+    if (key != NULL && has_control(s, n, 0)) {
+        *msg = "must not contain control characters";
+        return -1;
+    }
+    rec->kind = url != NULL ? OD_RECORDING_URL : OD_RECORDING_OBJECT_KEY;
+    memcpy(rec->ref, s, n + 1);
+    json_t *d = json_object_get(obj, "duration_ms");
+    if (!json_is_integer(d) || json_integer_value(d) < 0) {
+        *field = "recording.duration_ms", *msg = "must be an integer >= 0";
+        return -1;
+    }
+    rec->duration_ms = json_integer_value(d);
+    const char *h = json_string_value(json_object_get(obj, "sha256"));
+    size_t i = 0;
+    for (; h != NULL && i < 64 && ((h[i] >= '0' && h[i] <= '9') || ((h[i] | 0x20) >= 'a' && (h[i] | 0x20) <= 'f')); i++)
+        rec->sha256[i] = (char)(h[i] >= 'A' && h[i] <= 'F' ? h[i] + 32 : h[i]);
+    if (h == NULL || i != 64 || h[64] != '\0') {
+        *field = "recording.sha256", *msg = "must be the SHA-256 of the recording: 64 hex digits";
+        return -1;
+    }
+    *field = NULL;
+    return 0;
+}
+
+void od_call_recording_encode(const od_call_recording_t *rec, od_buf_t *out)
+{
+    od_buf_printf(out, "{\"%s\":", rec->kind == OD_RECORDING_URL ? "url" : "object_key");
+    od_buf_json_str(out, rec->ref, strlen(rec->ref));
+    od_buf_printf(out, ",\"duration_ms\":%lld,\"sha256\":\"%s\"}", (long long)rec->duration_ms, rec->sha256);
+}
+
+void od_call_event_clear(od_call_event_t *ev)
+{
+    free(ev->recording);
+    ev->recording = NULL;
+}
+
 void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out)
 {
     char at[32];
@@ -127,6 +198,10 @@ void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out)
     if (ev->dialer_id[0] != '\0') {
         od_buf_puts(out, ",\"dialer_id\":");
         od_buf_json_str(out, ev->dialer_id, strlen(ev->dialer_id));
+    }
+    if (ev->recording != NULL) {
+        od_buf_puts(out, ",\"recording\":");
+        od_call_recording_encode(ev->recording, out);
     }
     od_buf_puts(out, "}");
 }
@@ -211,6 +286,14 @@ int od_call_event_decode(const char *json, size_t len, od_call_event_t *ev, char
         (ev->final_state != OD_FINAL_NONE && od_final_state_status(ev->final_state) != ev->status)) {
         snprintf(errstr, errlen, "status and final_state disagree");
         goto out;
+    }
+    if ((v = json_object_get(root, "recording")) != NULL && !json_is_null(v)) {
+        od_call_recording_t rec;
+        const char *field, *msg;
+        if (od_call_recording_parse(v, &rec, &field, &msg) == 0) {
+            ev->recording = od_malloc(sizeof(rec));
+            memcpy(ev->recording, &rec, sizeof(rec));
+        }
     }
     rc = 0;
 out:

@@ -73,6 +73,41 @@ int od_call_can_move(od_call_status_t from, od_call_status_t to);
  */
 const char *od_call_allowed_from(od_call_status_t to);
 
+/** The longest recording URL or object key taken, in bytes (a longer one is refused where it is reported). */
+#define OD_RECORDING_REF_MAX 2048
+
+typedef enum od_recording_kind {
+    OD_RECORDING_URL = 1,    /**< ref is an http(s) URL where the recording can be fetched */
+    OD_RECORDING_OBJECT_KEY, /**< ref is a key in the customer's object storage */
+} od_recording_kind_t;
+
+/**
+ * A call's recording as the conversation engine (or the provider) reported it
+ * (proto/engine.md): where it is, how long it is, its checksum.
+ */
+typedef struct od_call_recording {
+    od_recording_kind_t kind;
+    char ref[OD_RECORDING_REF_MAX + 1]; /**< the URL or the object key (never empty) */
+    int64_t duration_ms;                /**< >= 0 */
+    char sha256[65];                    /**< the SHA-256 of the recording's bytes: 64 lower-case hex digits */
+} od_call_recording_t;
+
+struct json_t;
+
+/**
+ * Reads a recording object {"url" | "object_key", "duration_ms", "sha256"}
+ * (exactly one of url and object_key; a url is http:// or https://; neither
+ * longer than OD_RECORDING_REF_MAX bytes nor with control characters or
+ * spaces in a url; duration_ms an integer >= 0; sha256 64 hex digits, kept
+ * lower-case). Other members are ignored. Returns 0, or -1 with `*field` the
+ * member at fault ("recording", "recording.url", ...) and `*msg` why.
+ */
+int od_call_recording_parse(const struct json_t *obj, od_call_recording_t *rec, const char **field,
+                            const char **msg);
+
+/** Appends the recording as a JSON object (the form od_call_recording_parse reads). */
+void od_call_recording_encode(const od_call_recording_t *rec, od_buf_t *out);
+
 /** An event about a call (topic calls.events; proto/messages/call_event.schema.json). */
 typedef struct od_call_event {
     char call_id[37];
@@ -87,11 +122,20 @@ typedef struct od_call_event {
     char detail[256];          /**< free text: "ringing", SIP code and reason, error */
     char component[16];        /**< internal_error only: what failed, "dialer", "provider" or "engine" */
     char dialer_id[64];
+    od_call_recording_t *recording; /**< final events: the call's recording, or NULL; owned by the event
+                                         (od_call_event_clear frees it), allocated by od_call_event_decode */
 } od_call_event_t;
 
 /** Appends the event as a JSON message. */
 void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out);
-/** Parses a message; returns 0 or -1 with `errstr` filled (the message is then dropped as poison). */
+/**
+ * Parses a message; returns 0 or -1 with `errstr` filled (the message is then
+ * dropped as poison). A recording that does not parse is left out (NULL), not
+ * worth losing the final state for. On 0 the caller owns ev->recording: free
+ * it with od_call_event_clear.
+ */
 int od_call_event_decode(const char *json, size_t len, od_call_event_t *ev, char *errstr, size_t errlen);
+/** Frees what the event owns (its recording) and sets it to NULL. */
+void od_call_event_clear(od_call_event_t *ev);
 
 #endif

@@ -120,6 +120,8 @@ typedef struct tcall {
     provider_call_t *h;
     int hangup_on; /* hang up from inside this callback ('R' or 'A'), or 0 */
     provider_t *p;
+    od_call_recording_t rec; /* the recording ended() reported, if recorded */
+    int recorded;
 } tcall_t;
 
 static void rec(tcall_t *c, char what)
@@ -140,6 +142,10 @@ static void cb_ended(void *arg, const provider_result_t *res)
     c->res = *res;
     snprintf(c->detail, sizeof(c->detail), "%s", res->detail);
     c->res.detail = c->detail;
+    c->recorded = res->recording != NULL;
+    if (c->recorded)
+        c->rec = *res->recording;
+    c->res.recording = NULL;
     c->h = NULL;
 }
 
@@ -260,11 +266,63 @@ static void test_loop(void)
     CHECK(uv_loop_close(uv_default_loop()) == 0);
 }
 
+/* metadata sim_recording: answered calls report a recording of the kind asked for */
+static void test_recordings(void)
+{
+    provider_sim_plan_t p;
+    static const struct {
+        const char *metadata, *phone;
+        od_recording_kind_t kind;
+    } plans[] = {
+        {"{\"sim_recording\":true}", "+14155550120", OD_RECORDING_URL},
+        {"{\"sim_recording\":\"1\"}", "+14155550123", OD_RECORDING_URL}, /* a CSV column's text */
+        {"{\"sim_recording\":\"object_key\"}", "+14155550126", OD_RECORDING_OBJECT_KEY},
+        {"{\"sim_recording\":true}", "+14155550124", 0}, /* no answer: nothing recorded */
+        {"{\"sim_recording\":false}", "+14155550120", 0},
+        {"{\"sim_recording\":\"yes please\"}", "+14155550120", 0},
+        {"{}", "+14155550120", 0},
+    };
+    for (size_t i = 0; i < OD_ARRAY_SIZE(plans); i++) {
+        json_t *m = json_loads(plans[i].metadata, 0, NULL);
+        provider_sim_plan(plans[i].phone, m, 1.0, &p);
+        CHECK(p.recording == plans[i].kind);
+        json_decref(m);
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[256];
+    provider_t *sim = provider_sim_new(&loop, 0.0005, NULL, err, sizeof(err));
+    tcall_t url = {0}, key = {0}, none = {0}, cut = {0};
+    CHECK(dial(sim, &url, "+14155550120", "{\"sim_recording\":true,\"sim_talk_ms\":40}") == 0);
+    CHECK(dial(sim, &key, "+14155550126", "{\"sim_recording\":\"object_key\"}") == 0);
+    CHECK(dial(sim, &none, "+14155550124", "{\"sim_recording\":true}") == 0);
+    cut.hangup_on = 'R'; /* hung up while ringing: never answered, nothing recorded */
+    CHECK(dial(sim, &cut, "+14155550121", "{\"sim_recording\":true}") == 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(url.recorded && url.rec.kind == OD_RECORDING_URL);
+    char want[128];
+    snprintf(want, sizeof(want), "https://sim.outdial.invalid/recordings/%s.wav", url.id);
+    CHECK_STR(url.rec.ref, want);
+    CHECK(url.rec.duration_ms >= 40 && url.rec.duration_ms < 1000);
+    CHECK(strlen(url.rec.sha256) == 64 && strspn(url.rec.sha256, "0123456789abcdef") == 64);
+    CHECK(key.recorded && key.rec.kind == OD_RECORDING_OBJECT_KEY);
+    snprintf(want, sizeof(want), "sim/recordings/%s.wav", key.id);
+    CHECK_STR(key.rec.ref, want);
+    CHECK(strcmp(key.rec.sha256, url.rec.sha256) != 0); /* one per call */
+    CHECK(!none.recorded && none.res.final_state == OD_FINAL_NO_ANSWER);
+    CHECK(!cut.recorded && cut.res.final_state == OD_FINAL_NO_ANSWER);
+    sim->ops->destroy(sim);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);
+}
+
 int main(void)
 {
     test_table();
     test_scale();
     test_overrides();
     test_loop();
+    test_recordings();
     return od_test_result("test_sim");
 }
