@@ -43,7 +43,7 @@ static int depth_ok(json_t *v, int depth)
     return 1;
 }
 
-static int scenario_ok(const char *s, size_t len)
+int od_scenario_idn_ok(const char *s, size_t len)
 {
     if (len == 0 || len > 64)
         return 0;
@@ -90,7 +90,7 @@ int od_call_request_parse(const char *body, size_t len, int64_t now_us, od_call_
         add(&e, "scenario", "missing_field", "scenario is required");
     else if (!json_is_string(v))
         add(&e, "scenario", "invalid_type", "scenario must be a string");
-    else if (!scenario_ok(json_string_value(v), json_string_length(v)))
+    else if (!od_scenario_idn_ok(json_string_value(v), json_string_length(v)))
         add(&e, "scenario", "unknown_scenario", "no scenario has this name");
     else
         memcpy(req->scenario, json_string_value(v), json_string_length(v) + 1);

@@ -24,6 +24,9 @@ typedef struct od_call_request {
     int64_t scheduled_us; /**< 0 when absent */
 } od_call_request_t;
 
+/** 1 if s is a scenario idn: 1 to 64 of a-z, 0-9, '_', '.', '-', starting with a letter or digit. */
+int od_scenario_idn_ok(const char *s, size_t len);
+
 /**
  * Validates `body`. Returns 0 and fills `req` (free with
  * od_call_request_free), or returns the HTTP status (400 or 422) with the

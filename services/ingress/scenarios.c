@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "call_request.h"
 #include "ingress_int.h"
 #include "od/core.h"
 
-#define IDN_MAX 64           /* [a-z0-9][a-z0-9_.-]{0,63}, as the table's check */
 #define DISCLOSURE_MAX 500   /* characters */
 #define REASON_MAX 500       /* characters */
 #define OPT_OUT_SCRIPT_MAX 1000
@@ -18,19 +18,6 @@
 static void scenario_api(ctx_t *ctx, const char *op, json_t *args)
 {
     ingress__api_run(ctx, "scenario_api", op, args, NULL);
-}
-
-static int idn_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > IDN_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
-            return 0;
-    }
-    return 1;
 }
 
 /* A text field of 1..max characters, without NUL, into args. */
@@ -82,7 +69,7 @@ static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args)
     }
     if (create) {
         v = json_object_get(root, "idn");
-        if (!json_is_string(v) || !idn_ok(json_string_value(v), json_string_length(v)))
+        if (!json_is_string(v) || !od_scenario_idn_ok(json_string_value(v), json_string_length(v)))
             ingress__err_add(&e, "idn", "invalid_scenario_idn",
                              "idn is required: 1 to 64 of a-z, 0-9, '_', '.', '-', starting with a letter or digit");
         else
@@ -120,7 +107,7 @@ out:
 static json_t *idn_args(ctx_t *ctx)
 {
     h2o_iovec_t v = ctx->params.v[0];
-    if (!idn_ok(v.base, v.len)) {
+    if (!od_scenario_idn_ok(v.base, v.len)) {
         ingress__reply_problem(ctx, 404, "not_found", "no such scenario in this project", NULL);
         ingress__ctx_free(ctx);
         return NULL;
