@@ -53,6 +53,7 @@ typedef struct provider_result {
     const char *detail;           /**< cause in words (SIP code and reason, ...); never NULL */
     int opted_out;                /**< completed calls: the callee asked not to be called again (the engine's word) */
     const char *component;        /**< internal_error: what failed ("dialer", "engine"); NULL: "provider" */
+    od_hangup_by_t hangup_by;     /**< completed calls: who hung up (the callee's BYE, or ours) */
 } provider_result_t;
 
 /** Callbacks of one call; `arg` is the dialer's per-call pointer given to dial(). */
