@@ -49,8 +49,10 @@ static void json_str_or_null(od_buf_t *b, const char *s)
         od_buf_json_str(b, s, strlen(s));
 }
 
-/* The element od_apply_events takes for one event. */
-static char *event_json(const od_call_event_t *ev)
+/* The element od_apply_events takes for one event; `short_call_ms`: a
+ * completed call that the callee hung up in less talk time than this is a
+ * short hang-up (the caller reputation's signal, docs/reputation.md). */
+static char *event_json(const od_call_event_t *ev, int64_t short_call_ms)
 {
     od_buf_t b = OD_BUF_INIT;
     od_buf_printf(&b, "{\"call_id\":\"%s\",\"status\":\"%s\",\"allowed_from\":\"%s\",\"final_state\":", ev->call_id,
@@ -68,6 +70,12 @@ static char *event_json(const od_call_event_t *ev)
     json_str_or_null(&b, ev->detail[0] != '\0' ? ev->detail : NULL);
     if (ev->component[0] != '\0')
         od_buf_printf(&b, ",\"component\":\"%s\"", ev->component); /* one of three names (od_call_event_decode) */
+    if (ev->final_state == OD_FINAL_COMPLETED) {
+        int is_short = ev->hangup_by == OD_HANGUP_CALLEE && ev->duration_ms >= 0 && ev->duration_ms < short_call_ms;
+        od_buf_printf(&b, ",\"short_hangup\":%s", is_short ? "true" : "false");
+        if (ev->hangup_by != OD_HANGUP_UNKNOWN)
+            od_buf_printf(&b, ",\"hangup_by\":\"%s\"", od_hangup_by_name(ev->hangup_by));
+    }
     od_buf_puts(&b, "}");
     return b.base;
 }
@@ -91,7 +99,7 @@ void outcome__on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t t
         od_kcons_done(o->kcons, tok);
         return;
     }
-    oevent_t oev = {event_json(&ev), tok, "", ev.at_us};
+    oevent_t oev = {event_json(&ev, (int64_t)(o->conf->rep_short_call_s * 1000.0)), tok, "", ev.at_us};
     memcpy(oev.call_id, ev.call_id, sizeof(oev.call_id));
     batch_push(&o->open, &oev);
     od_log(OD_LOG_DEBUG, ev.call_id, "event %s%s%s", od_call_status_name(ev.status), ev.detail[0] ? ": " : "",

@@ -12,6 +12,8 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"apply", "SELECT od_apply_events($1::jsonb)"},
     {"reap", "SELECT od_reap($1::integer)"},
     {"batch_compact", "SELECT od_batch_compact($1::integer)"},
+    {"reputation_compact", "SELECT od_reputation_compact($1::integer)"},
+    {"reputation_check", "SELECT od_reputation_check($1::double precision, $2::integer, $3::integer)::text"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
     {"alerts_claim", "SELECT od_alerts_claim($1::integer, $2::integer)"},
     {"alerts_done", "SELECT od_alerts_done($1::uuid[])"},
@@ -54,6 +56,7 @@ static void on_drain_finish(uv_timer_t *t)
     outcome__apply_close(o);
     outcome__webhooks_close(o->webhooks);
     outcome__alerts_close(o->alerts);
+    outcome__rep_close(o->rep);
     od_pg_close(o->pg);
     uv_close((uv_handle_t *)&o->drain_timer, NULL);
     od_svc_done(o->svc, 0);
@@ -62,7 +65,7 @@ static void on_drain_finish(uv_timer_t *t)
 void outcome__drain_check(outcome_t *o)
 {
     if (!o->draining || o->closing || o->flight.n > 0 || o->open.n > 0 || o->inflight ||
-        outcome__webhooks_busy(o->webhooks) || outcome__alerts_busy(o->alerts))
+        outcome__webhooks_busy(o->webhooks) || outcome__alerts_busy(o->alerts) || outcome__rep_busy(o->rep))
         return;
     o->closing = 1;
     uv_timer_start(&o->drain_timer, on_drain_finish, 0, 0);
@@ -80,6 +83,7 @@ static void outcome_drain(od_svc_t *svc, void *arg)
     outcome__reaper_pause(o);
     outcome__webhooks_drain(o->webhooks);
     outcome__alerts_pause(o->alerts);
+    outcome__rep_pause(o->rep);
     od_info("drain: %d events in flight, %d collected", o->flight.n, o->open.n);
     outcome__flush(o); /* the events already collected go too */
     outcome__drain_check(o);
@@ -107,6 +111,8 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
     o->m.expired = od_counter("outdial_outcome_idempotency_expired_total", NULL, "idempotency records deleted");
     o->m.compacted = od_counter("outdial_outcome_batch_deltas_folded_total", NULL,
                                 "batch counter deltas folded into the batches' counters");
+    o->m.rep_folded = od_counter("outdial_outcome_reputation_deltas_folded_total", NULL,
+                                 "caller reputation deltas folded into its 5-minute buckets");
 
     o->pg = od_pg_new(o->loop, "outcome", conf->common.pg_dsn, (int)conf->common.pg_conns, outcome_stmts,
                       OD_ARRAY_SIZE(outcome_stmts));
@@ -115,6 +121,7 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
     outcome__apply_init(o);
     outcome__reaper_start(o);
     o->alerts = outcome__alerts_start(o);
+    o->rep = outcome__rep_start(o);
     uv_timer_init(o->loop, &o->drain_timer);
     o->drain_timer.data = o;
 

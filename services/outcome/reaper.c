@@ -3,7 +3,8 @@
  * partition, drain timeout) ends as internal_error; it is never dialed again
  * (guarantee 1). Every outcome copy runs it: od_reap locks with SKIP LOCKED.
  * Also the chores: folding the batches' counter deltas into their counters
- * and finishing the batches that are done (every reaper interval), and
+ * and finishing the batches that are done, folding the caller reputation's
+ * deltas into its 5-minute buckets (both every reaper interval), and
  * expiring idempotency records past their keep time (every 10 minutes).
  *
  * Each is a chore: one statement with one parameter, answering a count, run
@@ -84,6 +85,8 @@ void outcome__reaper_start(outcome_t *o)
     chore_start(o, &o->reap, "reaper", "reap", REAP_LIMIT, REAP_LIMIT, every, o->m.reaped, report_reaped);
     chore_start(o, &o->compact, "batch counters", "batch_compact", COMPACT_LIMIT, COMPACT_LIMIT, every,
                 o->m.compacted, NULL);
+    chore_start(o, &o->rep_compact, "reputation counters", "reputation_compact", COMPACT_LIMIT, COMPACT_LIMIT, every,
+                o->m.rep_folded, NULL);
     chore_start(o, &o->expire, "idempotency expiry", "expire_idem", o->conf->idem_keep_s, 0, EXPIRE_EVERY_MS,
                 o->m.expired, report_expired);
 }
@@ -92,6 +95,7 @@ void outcome__reaper_pause(outcome_t *o)
 {
     uv_timer_stop(&o->reap.timer);
     uv_timer_stop(&o->compact.timer);
+    uv_timer_stop(&o->rep_compact.timer);
     uv_timer_stop(&o->expire.timer);
 }
 
@@ -101,5 +105,6 @@ void outcome__reaper_stop(outcome_t *o)
      * od_pg_close answers it (EUNAVAIL) before the memory goes */
     uv_close((uv_handle_t *)&o->reap.timer, NULL);
     uv_close((uv_handle_t *)&o->compact.timer, NULL);
+    uv_close((uv_handle_t *)&o->rep_compact.timer, NULL);
     uv_close((uv_handle_t *)&o->expire.timer, NULL);
 }
