@@ -159,18 +159,20 @@ $$;
 CREATE OR REPLACE FUNCTION od_reputation_json(p_project uuid) RETURNS json
 LANGUAGE sql STABLE AS $$
     WITH n AS (SELECT * FROM od_reputation_counts(p_project)),
-    keys AS (SELECT NULL::text AS phone UNION ALL SELECT ci.phone FROM caller_ids ci WHERE ci.project_id = p_project),
-    win AS (  -- per caller ID (phone NULL: the whole project) its three windows as one object
-        SELECT k.phone, json_object_agg(w.name, od_reputation_window_json(
-                   (SELECT sum(n.answered) FROM n WHERE n.w = w.name AND (k.phone IS NULL OR n.caller_id = k.phone))::bigint,
-                   (SELECT sum(n.short) FROM n WHERE n.w = w.name AND (k.phone IS NULL OR n.caller_id = k.phone))::bigint,
-                   (SELECT sum(n.spam) FROM n WHERE n.w = w.name AND (k.phone IS NULL OR n.caller_id = k.phone))::bigint)
-                   ORDER BY w.i) AS o
+    a AS (  -- per caller ID, and '*': the whole project
+        SELECT n.caller_id, n.w, n.answered, n.short, n.spam FROM n
+        UNION ALL
+        SELECT '*', n.w, sum(n.answered)::bigint, sum(n.short)::bigint, sum(n.spam)::bigint FROM n GROUP BY n.w
+    ),
+    keys AS (SELECT '*'::text AS phone UNION ALL SELECT ci.phone FROM caller_ids ci WHERE ci.project_id = p_project),
+    win AS (  -- each key's three windows as one object
+        SELECT k.phone, json_object_agg(w.name, od_reputation_window_json(a.answered, a.short, a.spam) ORDER BY w.i) AS o
           FROM keys k CROSS JOIN unnest(ARRAY['1h', '24h', '7d']) WITH ORDINALITY w(name, i)
+          LEFT JOIN a ON a.caller_id = k.phone AND a.w = w.name
          GROUP BY k.phone
     )
     SELECT json_build_object(
-        'project', (SELECT win.o FROM win WHERE win.phone IS NULL),
+        'project', (SELECT win.o FROM win WHERE win.phone = '*'),
         'caller_ids', (SELECT coalesce(json_agg(json_build_object('phone', ci.phone, 'pace_factor', ci.pace_factor,
                                                                   '1h', win.o->'1h', '24h', win.o->'24h',
                                                                   '7d', win.o->'7d')

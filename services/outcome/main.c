@@ -37,6 +37,9 @@ static const od_conf_item_t conf_table[] = {
                 "only)"),
     OD_CONF_SECRET(outcome_conf_t, alert_webhook_secret, "OUTDIAL_ALERT_WEBHOOK_SECRET", "",
                    "whsec_ secret that signs the alert webhooks like customer webhooks (empty: unsigned)"),
+    OD_CONF_INT(outcome_conf_t, alert_webhook_retry_s, "OUTDIAL_ALERT_WEBHOOK_RETRY_S", "30", 1, 3600,
+                "a failed alert webhook is sent again after this, then after twice as long each time (at most an "
+                "hour), 10 attempts in all"),
     OD_CONF_DOUBLE(outcome_conf_t, rep_short_call_s, "OUTDIAL_REPUTATION_SHORT_CALL_S", "6", 0, 3600,
                    "caller reputation: an answered call that the callee hangs up within this many seconds is a short "
                    "hang-up (0: none is)"),
@@ -51,9 +54,6 @@ static const od_conf_item_t conf_table[] = {
     OD_CONF_INT(outcome_conf_t, rep_interval_ms, "OUTDIAL_REPUTATION_INTERVAL_MS", "60000", 100, 3600000,
                 "caller reputation: how often the rates are read (the /metrics gauges) and one copy decides the "
                 "slow-downs and recoveries"),
-    OD_CONF_INT(outcome_conf_t, alert_webhook_retry_s, "OUTDIAL_ALERT_WEBHOOK_RETRY_S", "30", 1, 3600,
-                "a failed alert webhook is sent again after this, then after twice as long each time (at most an "
-                "hour), 10 attempts in all"),
 };
 
 int main(int argc, char **argv)
