@@ -110,6 +110,7 @@ void dialer__end_call(dcall_t *call, const provider_result_t *res)
         ev->goal_completed = res->goal_completed;
         ev->duration_ms = res->talk_ms;
         ev->opted_out = res->opted_out;
+        ev->hangup_by = res->hangup_by;
     } else {
         ev->goal_completed = res->goal_completed;
         ev->duration_ms = 0;

@@ -104,6 +104,7 @@ typedef struct dcall {
         char failed[256];         /**< why the session failed ("": it did not) */
         od_final_state_t final_state; /**< the provider's result, kept while ENDING */
         int64_t talk_ms;
+        od_hangup_by_t hangup_by;
         char detail[256];
     } eng;
 } dcall_t;

@@ -203,7 +203,7 @@ static void finish(dcall_t *call, const provider_result_t *res)
 static void finish_stashed(dcall_t *call)
 {
     provider_result_t res = {.final_state = call->eng.final_state, .goal_completed = -1, .talk_ms = call->eng.talk_ms,
-                             .detail = call->eng.detail};
+                             .hangup_by = call->eng.hangup_by, .detail = call->eng.detail};
     finish(call, &res);
 }
 
@@ -309,7 +309,10 @@ int dialer__engine_ended(dcall_t *call, const provider_result_t *res)
         return 1; /* (a provider ends a call once) */
     }
     if (call->eng.report != ENGINE_REPORT_NONE) { /* the engine's report made us hang up */
-        finish(call, res);
+        provider_result_t ours = *res;
+        if (ours.final_state == OD_FINAL_COMPLETED)
+            ours.hangup_by = OD_HANGUP_US;
+        finish(call, &ours);
         return 1;
     }
     /* ended before the engine reported: tell it, and wait for its last word (whose recording, if any, wins) */
@@ -318,6 +321,7 @@ int dialer__engine_ended(dcall_t *call, const provider_result_t *res)
     call->eng.phase = ENGINE_ENDING;
     call->eng.final_state = res->final_state;
     call->eng.talk_ms = res->talk_ms;
+    call->eng.hangup_by = res->hangup_by;
     snprintf(call->eng.detail, sizeof(call->eng.detail), "%s", res->detail);
     char url[512];
     snprintf(url, sizeof(url), "%s/%s/end", e->sessions_url, call->id);

@@ -54,6 +54,7 @@ typedef struct provider_result {
     int opted_out;                /**< completed calls: the callee asked not to be called again (the engine's word) */
     const char *component;        /**< internal_error: what failed ("dialer", "engine"); NULL: "provider" */
     const od_call_recording_t *recording; /**< the provider's recording of the call, or NULL; borrowed for ended() */
+    od_hangup_by_t hangup_by;     /**< completed calls: who hung up (the callee's BYE, or ours) */
 } provider_result_t;
 
 /** Callbacks of one call; `arg` is the dialer's per-call pointer given to dial(). */

@@ -218,10 +218,10 @@ static void unlink_call(provider_call_t *call)
 }
 
 static void end_call(provider_call_t *call, od_final_state_t final_state, od_outcome_t outcome, int goal,
-                     int64_t talk_ms, const char *detail)
+                     int64_t talk_ms, od_hangup_by_t hangup_by, const char *detail)
 {
     provider_result_t res = {.final_state = final_state, .outcome = outcome, .goal_completed = goal,
-                             .talk_ms = talk_ms, .detail = detail};
+                             .talk_ms = talk_ms, .hangup_by = hangup_by, .detail = detail};
     od_call_recording_t rec;
     if (call->plan.recording != 0 && call->answered) {
         rec.kind = call->plan.recording;
@@ -245,7 +245,9 @@ static void end_as_planned(provider_call_t *call, int64_t talk_ms)
     const provider_sim_plan_t *p = &call->plan;
     if (p->final_state != OD_FINAL_COMPLETED)
         talk_ms = 0;
-    end_call(call, p->final_state, p->outcome, p->goal_completed, talk_ms, p->detail);
+    /* a completed call ends when the callee's talk time is over: the callee hangs up */
+    end_call(call, p->final_state, p->outcome, p->goal_completed, talk_ms,
+             p->final_state == OD_FINAL_COMPLETED ? OD_HANGUP_CALLEE : OD_HANGUP_UNKNOWN, p->detail);
 }
 
 static void on_hangup_timer(provider_call_t *call)
@@ -253,11 +255,12 @@ static void on_hangup_timer(provider_call_t *call)
     uint64_t now = uv_now(call->timer.loop);
     if (call->hung_in == SIM_TALKING && call->plan.final_state == OD_FINAL_COMPLETED)
         end_call(call, OD_FINAL_COMPLETED, call->plan.outcome, call->plan.goal_completed,
-                 (int64_t)(now - call->answered_at), "sim: hung up by the dialer");
+                 (int64_t)(now - call->answered_at), OD_HANGUP_US, "sim: hung up by the dialer");
     else if (call->hung_in == SIM_TALKING)
         end_as_planned(call, 0);
     else
-        end_call(call, OD_FINAL_NO_ANSWER, OD_OUTCOME_NONE, -1, 0, "sim: hung up by the dialer before answer");
+        end_call(call, OD_FINAL_NO_ANSWER, OD_OUTCOME_NONE, -1, 0, OD_HANGUP_UNKNOWN,
+                 "sim: hung up by the dialer before answer");
 }
 
 /* Reports a callback, then arms the next phase unless the callback hung up. */

@@ -118,6 +118,7 @@ struct provider_call {
     int cancel_pending;      /* CANCEL asked before any provisional answer */
     int cancel_reason;       /* 1: ring timeout, 2: hangup() */
     int hangup_asked;
+    od_hangup_by_t hangup_by; /* an answered call: who ended it (set before finish(); ours unless the callee's BYE) */
     uint64_t answered_ms;    /* loop time of the 2xx */
     int ntrans;              /* live osip transactions pointing at this call */
     uv_timer_t timer;        /* ring timeout while INVITING, talk limit while UP */
@@ -289,6 +290,8 @@ static void finish(provider_call_t *c, od_final_state_t fs, const char *fmt, ...
     c->res.goal_completed = -1;
     if (fs == OD_FINAL_COMPLETED && c->answered_ms > 0)
         c->res.talk_ms = (int64_t)(uv_now(c->sip->base.loop) - c->answered_ms);
+    if (fs == OD_FINAL_COMPLETED)
+        c->res.hangup_by = c->hangup_by == OD_HANGUP_CALLEE ? OD_HANGUP_CALLEE : OD_HANGUP_US;
     c->res.detail = c->detail;
     c->phase = PH_DONE;
     c->cbs->ended(c->arg, &c->res);
@@ -843,8 +846,11 @@ static void on_request(sip_trunk_t *t, provider_call_t *c, osip_message_t *m)
             return;
         }
         reply(t, m, 200, "OK");
-        if (c->phase == PH_UP || c->phase == PH_BYE)
+        if (c->phase == PH_UP || c->phase == PH_BYE) {
+            /* after our own BYE (the two crossed) we hung up first */
+            c->hangup_by = c->phase == PH_UP ? OD_HANGUP_CALLEE : OD_HANGUP_US;
             finish(c, OD_FINAL_COMPLETED, "hung up by the callee (BYE)");
+        }
         return;
     }
     if (MSG_IS_OPTIONS(m)) {

@@ -22,7 +22,7 @@
 
 static const char *const event_types[] = {
     "call.queued",   "call.dialing",  "call.connected",  "call.completed",
-    "call.failed",   "call.canceled", "batch.completed",
+    "call.failed",   "call.canceled", "batch.completed", "caller_id.reputation_warning",
 };
 
 typedef struct wh_check {

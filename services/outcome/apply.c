@@ -49,8 +49,10 @@ static void json_str_or_null(od_buf_t *b, const char *s)
         od_buf_json_str(b, s, strlen(s));
 }
 
-/* The element od_apply_events takes for one event. */
-static char *event_json(const od_call_event_t *ev)
+/* The element od_apply_events takes for one event; `short_call_ms`: a
+ * completed call that the callee hung up in less talk time than this is a
+ * short hang-up (the caller reputation's signal, docs/reputation.md). */
+static char *event_json(const od_call_event_t *ev, int64_t short_call_ms)
 {
     od_buf_t b = OD_BUF_INIT;
     od_buf_printf(&b, "{\"call_id\":\"%s\",\"status\":\"%s\",\"allowed_from\":\"%s\",\"final_state\":", ev->call_id,
@@ -71,6 +73,12 @@ static char *event_json(const od_call_event_t *ev)
     if (ev->recording != NULL) { /* od_recording (016_recordings.sql) stores it with the final state */
         od_buf_puts(&b, ",\"recording\":");
         od_call_recording_encode(ev->recording, &b);
+    }
+    if (ev->final_state == OD_FINAL_COMPLETED) {
+        int is_short = ev->hangup_by == OD_HANGUP_CALLEE && ev->duration_ms >= 0 && ev->duration_ms < short_call_ms;
+        od_buf_printf(&b, ",\"short_hangup\":%s", is_short ? "true" : "false");
+        if (ev->hangup_by != OD_HANGUP_UNKNOWN)
+            od_buf_printf(&b, ",\"hangup_by\":\"%s\"", od_hangup_by_name(ev->hangup_by));
     }
     od_buf_puts(&b, "}");
     return b.base;
@@ -95,7 +103,7 @@ void outcome__on_message(void *arg, const rd_kafka_message_t *msg, od_ktoken_t t
         od_kcons_done(o->kcons, tok);
         return;
     }
-    oevent_t oev = {event_json(&ev), tok, "", ev.at_us};
+    oevent_t oev = {event_json(&ev, (int64_t)(o->conf->rep_short_call_s * 1000.0)), tok, "", ev.at_us};
     od_call_event_clear(&ev);
     memcpy(oev.call_id, ev.call_id, sizeof(oev.call_id));
     batch_push(&o->open, &oev);

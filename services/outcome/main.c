@@ -40,6 +40,20 @@ static const od_conf_item_t conf_table[] = {
     OD_CONF_INT(outcome_conf_t, alert_webhook_retry_s, "OUTDIAL_ALERT_WEBHOOK_RETRY_S", "30", 1, 3600,
                 "a failed alert webhook is sent again after this, then after twice as long each time (at most an "
                 "hour), 10 attempts in all"),
+    OD_CONF_DOUBLE(outcome_conf_t, rep_short_call_s, "OUTDIAL_REPUTATION_SHORT_CALL_S", "6", 0, 3600,
+                   "caller reputation: an answered call that the callee hangs up within this many seconds is a short "
+                   "hang-up (0: none is)"),
+    OD_CONF_DOUBLE(outcome_conf_t, rep_threshold, "OUTDIAL_REPUTATION_THRESHOLD", "0.3", 0.01, 100,
+                   "caller reputation: a caller ID whose last hour has (short hang-ups + spam) / answered calls at or "
+                   "above this is slowed down (its pacing halved, down to 1/16)"),
+    OD_CONF_INT(outcome_conf_t, rep_min_answered, "OUTDIAL_REPUTATION_MIN_ANSWERED", "20", 1, 1000000,
+                "caller reputation: answered calls in the last hour a caller ID needs before it can be slowed down"),
+    OD_CONF_INT(outcome_conf_t, rep_cooldown_s, "OUTDIAL_REPUTATION_COOLDOWN_S", "600", 0, 604800,
+                "caller reputation: a caller ID's pacing changes at most once in this many seconds (slow-down or "
+                "recovery, x1.5 up to normal once the rate is under half the threshold)"),
+    OD_CONF_INT(outcome_conf_t, rep_interval_ms, "OUTDIAL_REPUTATION_INTERVAL_MS", "60000", 100, 3600000,
+                "caller reputation: how often the rates are read (the /metrics gauges) and one copy decides the "
+                "slow-downs and recoveries"),
 };
 
 int main(int argc, char **argv)

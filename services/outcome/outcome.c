@@ -12,6 +12,8 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"apply", "SELECT od_apply_events($1::jsonb)"},
     {"reap", "SELECT od_reap($1::integer)"},
     {"batch_compact", "SELECT od_batch_compact($1::integer)"},
+    {"reputation_compact", "SELECT od_reputation_compact($1::integer)"},
+    {"reputation_check", "SELECT od_reputation_check($1::double precision, $2::integer, $3::integer)::text"},
     {"expire_idem", "SELECT od_expire_idempotency($1::integer)"},
     {"expire_recordings", "SELECT od_recordings_expire($1::integer)"},
     {"alerts_claim", "SELECT od_alerts_claim($1::integer, $2::integer)"},
@@ -55,6 +57,7 @@ static void on_drain_finish(uv_timer_t *t)
     outcome__apply_close(o);
     outcome__webhooks_close(o->webhooks);
     outcome__alerts_close(o->alerts);
+    outcome__rep_close(o->rep);
     od_pg_close(o->pg);
     uv_close((uv_handle_t *)&o->drain_timer, NULL);
     od_svc_done(o->svc, 0);
@@ -63,7 +66,7 @@ static void on_drain_finish(uv_timer_t *t)
 void outcome__drain_check(outcome_t *o)
 {
     if (!o->draining || o->closing || o->flight.n > 0 || o->open.n > 0 || o->inflight ||
-        outcome__webhooks_busy(o->webhooks) || outcome__alerts_busy(o->alerts))
+        outcome__webhooks_busy(o->webhooks) || outcome__alerts_busy(o->alerts) || outcome__rep_busy(o->rep))
         return;
     o->closing = 1;
     uv_timer_start(&o->drain_timer, on_drain_finish, 0, 0);
@@ -81,6 +84,7 @@ static void outcome_drain(od_svc_t *svc, void *arg)
     outcome__reaper_pause(o);
     outcome__webhooks_drain(o->webhooks);
     outcome__alerts_pause(o->alerts);
+    outcome__rep_pause(o->rep);
     od_info("drain: %d events in flight, %d collected", o->flight.n, o->open.n);
     outcome__flush(o); /* the events already collected go too */
     outcome__drain_check(o);
@@ -110,6 +114,8 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
                                          "recordings deleted after their project's retention period");
     o->m.compacted = od_counter("outdial_outcome_batch_deltas_folded_total", NULL,
                                 "batch counter deltas folded into the batches' counters");
+    o->m.rep_folded = od_counter("outdial_outcome_reputation_deltas_folded_total", NULL,
+                                 "caller reputation deltas folded into its 5-minute buckets");
 
     o->pg = od_pg_new(o->loop, "outcome", conf->common.pg_dsn, (int)conf->common.pg_conns, outcome_stmts,
                       OD_ARRAY_SIZE(outcome_stmts));
@@ -118,6 +124,7 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
     outcome__apply_init(o);
     outcome__reaper_start(o);
     o->alerts = outcome__alerts_start(o);
+    o->rep = outcome__rep_start(o);
     uv_timer_init(o->loop, &o->drain_timer);
     o->drain_timer.data = o;
 

@@ -11,8 +11,10 @@
  *                                                                                      ▼ alone; skip the poison one
  *
  * Files: apply.c (consumer, batches), reaper.c (lease reaper, idempotency
- * expiry), webhook_sender.c (webhook deliveries), alerts.c (operator alerts
- * of internal errors), outcome.c (set-up, readiness, drain).
+ * expiry, counter folding), webhook_sender.c (webhook deliveries), alerts.c
+ * (operator alerts of internal errors), reputation.c (caller reputation:
+ * the /metrics gauges and the slow-down check), outcome.c (set-up,
+ * readiness, drain).
  */
 #ifndef OD_OUTCOME_H
 #define OD_OUTCOME_H
@@ -42,6 +44,12 @@ typedef struct outcome_conf {
     char *alert_webhook_url;    /**< OUTDIAL_ALERT_WEBHOOK_URL ("": none) */
     char *alert_webhook_secret; /**< OUTDIAL_ALERT_WEBHOOK_SECRET ("": unsigned) */
     int64_t alert_webhook_retry_s; /**< OUTDIAL_ALERT_WEBHOOK_RETRY_S */
+    /* reputation.c, apply.c */
+    double rep_short_call_s;  /**< OUTDIAL_REPUTATION_SHORT_CALL_S */
+    double rep_threshold;     /**< OUTDIAL_REPUTATION_THRESHOLD */
+    int64_t rep_min_answered; /**< OUTDIAL_REPUTATION_MIN_ANSWERED */
+    int64_t rep_cooldown_s;   /**< OUTDIAL_REPUTATION_COOLDOWN_S */
+    int64_t rep_interval_ms;  /**< OUTDIAL_REPUTATION_INTERVAL_MS */
 } outcome_conf_t;
 
 /** One consumed event, as the JSON object od_apply_events takes. */
@@ -60,6 +68,7 @@ typedef struct obatch {
 typedef struct outcome outcome_t;
 typedef struct wh_sender wh_sender_t;
 typedef struct outcome_alerts outcome_alerts_t;
+typedef struct outcome_rep outcome_rep_t;
 
 /** A periodic statement of reaper.c: one parameter in, a count out, never twice at once. */
 typedef struct outcome_chore {
@@ -92,14 +101,16 @@ struct outcome {
     int paused, draining, closing;
 
     /* reaper.c */
-    outcome_chore_t reap, compact, expire, recordings;
+    outcome_chore_t reap, compact, rep_compact, expire, recordings;
 
     uv_timer_t drain_timer;
     wh_sender_t *webhooks; /**< webhook_sender.c */
     outcome_alerts_t *alerts; /**< alerts.c */
+    outcome_rep_t *rep;       /**< reputation.c */
 
     struct {
-        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted, *recordings_deleted;
+        od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted, *rep_folded,
+            *recordings_deleted;
     } m;
 };
 
@@ -141,5 +152,14 @@ void outcome__alerts_pause(outcome_alerts_t *a);
 /** 1 while a claim, a webhook or the marking is out. */
 int outcome__alerts_busy(const outcome_alerts_t *a);
 void outcome__alerts_close(outcome_alerts_t *a);
+
+/* reputation.c */
+/** Starts the reputation check every OUTDIAL_REPUTATION_INTERVAL_MS. */
+outcome_rep_t *outcome__rep_start(outcome_t *o);
+/** Drain: no more checks. */
+void outcome__rep_pause(outcome_rep_t *r);
+/** 1 while a check is out. */
+int outcome__rep_busy(const outcome_rep_t *r);
+void outcome__rep_close(outcome_rep_t *r);
 
 #endif

@@ -3,10 +3,11 @@
  * partition, drain timeout) ends as internal_error; it is never dialed again
  * (guarantee 1). Every outcome copy runs it: od_reap locks with SKIP LOCKED.
  * Also the chores: folding the batches' counter deltas into their counters
- * and finishing the batches that are done (every reaper interval),
- * deleting the recordings past their project's retention (every reaper
- * interval: one index probe per project), and expiring idempotency records
- * past their keep time (every 10 minutes).
+ * and finishing the batches that are done, folding the caller reputation's
+ * deltas into its 5-minute buckets, deleting the recordings past their
+ * project's retention (one index probe per project; all three every reaper
+ * interval), and expiring idempotency records past their keep time (every
+ * 10 minutes).
  *
  * Each is a chore: one statement with one parameter, answering a count, run
  * by a timer, never twice at once; a count at its limit runs it again at once.
@@ -95,6 +96,8 @@ void outcome__reaper_start(outcome_t *o)
                 o->m.compacted, NULL);
     chore_start(o, &o->recordings, "recording expiry", "expire_recordings", RECORDINGS_LIMIT, RECORDINGS_LIMIT, every,
                 o->m.recordings_deleted, report_recordings);
+    chore_start(o, &o->rep_compact, "reputation counters", "reputation_compact", COMPACT_LIMIT, COMPACT_LIMIT, every,
+                o->m.rep_folded, NULL);
     chore_start(o, &o->expire, "idempotency expiry", "expire_idem", o->conf->idem_keep_s, 0, EXPIRE_EVERY_MS,
                 o->m.expired, report_expired);
 }
@@ -103,6 +106,7 @@ void outcome__reaper_pause(outcome_t *o)
 {
     uv_timer_stop(&o->reap.timer);
     uv_timer_stop(&o->compact.timer);
+    uv_timer_stop(&o->rep_compact.timer);
     uv_timer_stop(&o->expire.timer);
     uv_timer_stop(&o->recordings.timer);
 }
@@ -113,6 +117,7 @@ void outcome__reaper_stop(outcome_t *o)
      * od_pg_close answers it (EUNAVAIL) before the memory goes */
     uv_close((uv_handle_t *)&o->reap.timer, NULL);
     uv_close((uv_handle_t *)&o->compact.timer, NULL);
+    uv_close((uv_handle_t *)&o->rep_compact.timer, NULL);
     uv_close((uv_handle_t *)&o->expire.timer, NULL);
     uv_close((uv_handle_t *)&o->recordings.timer, NULL);
 }

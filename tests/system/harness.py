@@ -44,6 +44,7 @@ SERVICES = ("ingress", "scheduler", "dialer", "outcome")
 KEEP = os.environ.get("OUTDIAL_TEST_KEEP", "") not in ("", "0")
 
 SIM_TIME_SCALE = "0.01"
+REPUTATION_SHORT_CALL_S = "0.06"
 DIALER_LEASE_S = "3"
 
 
@@ -626,6 +627,9 @@ class System:
             "OUTDIAL_TOPIC_PREFIX": self.prefix,
             "OUTDIAL_LOG_LEVEL": os.environ.get("OUTDIAL_TEST_LOG_LEVEL", "info"),
             "OUTDIAL_SIM_TIME_SCALE": SIM_TIME_SCALE,
+            # the short hang-up threshold scaled like the sim's times (6 s x 0.01): a sim call's
+            # usual talk (25 s x 0.01) is not short, sim_talk_ms under 60 makes one
+            "OUTDIAL_REPUTATION_SHORT_CALL_S": REPUTATION_SHORT_CALL_S,
             "OUTDIAL_SIM_DIAL_LOG": str(self.dial_log),
             "OUTDIAL_DIALER_LEASE_S": DIALER_LEASE_S,
             "OUTDIAL_CONSOLE_DIR": str(REPO / "services" / "ingress" / "console"),

@@ -47,6 +47,8 @@ def test_answered_then_the_callee_hangs_up(system, tmp_path):
     assert [e["status"] for e in call["events"]][-3:] == ["dialing", "connected", "completed"], details(call)
     assert "BYE" in call["events"][-1]["detail"] and "callee" in call["events"][-1]["detail"]
     assert call["duration_s"] is not None and call["duration_s"] >= 0
+    # who hung up reaches the call (the caller reputation's short hang-ups, docs/reputation.md)
+    assert system.scalar(f"SELECT hangup_by FROM calls WHERE id = '{call['id']}'") == "callee"
 
 
 def test_answered_then_we_hang_up(system, tmp_path):
@@ -55,6 +57,7 @@ def test_answered_then_we_hang_up(system, tmp_path):
     assert call["final_state"] == "completed", details(call)
     assert "by us" in call["events"][-1]["detail"], details(call)
     assert call["duration_s"] >= 2, call  # OUTDIAL_SIP_MAX_TALK_S
+    assert system.scalar(f"SELECT hangup_by FROM calls WHERE id = '{call['id']}'") == "us"
 
 
 @pytest.mark.parametrize("code,reason,final_state", [

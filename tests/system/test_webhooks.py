@@ -42,7 +42,7 @@ RETRIES = 3            # len of the schedule above
 ATTEMPTS = RETRIES + 1
 
 CALL_TYPES = ["call.queued", "call.dialing", "call.connected", "call.completed", "call.failed", "call.canceled"]
-ALL_TYPES = set(CALL_TYPES) | {"batch.completed"}
+ALL_TYPES = set(CALL_TYPES) | {"batch.completed", "caller_id.reputation_warning"}
 FINAL_TYPES = {"call.completed", "call.failed", "call.canceled"}
 STATUS_OF = {t: t.split(".", 1)[1] for t in CALL_TYPES}     # call.dialing -> dialing
 TYPE_OF = {s: t for t, s in STATUS_OF.items()}

@@ -14,6 +14,7 @@ static const char *const final_names[OD_FINAL_NSTATES] = {
     NULL,           "completed",     "no_answer",      "busy",     "voicemail_detected", "invalid_number",
     "caller_id_unauthorized", "provider_error", "internal_error", "canceled", "dnc_blocked"};
 static const char *const outcome_names[] = {NULL, "success", "middle", "spam"};
+static const char *const hangup_names[] = {NULL, "callee", "us"};
 
 static int find(const char *const *names, int n, const char *name)
 {
@@ -51,6 +52,16 @@ const char *od_outcome_name(od_outcome_t o)
 int od_outcome_parse(const char *name)
 {
     return find(outcome_names, (int)OD_ARRAY_SIZE(outcome_names), name);
+}
+
+const char *od_hangup_by_name(od_hangup_by_t h)
+{
+    return (unsigned)h < OD_ARRAY_SIZE(hangup_names) ? hangup_names[h] : NULL;
+}
+
+int od_hangup_by_parse(const char *name)
+{
+    return find(hangup_names, (int)OD_ARRAY_SIZE(hangup_names), name);
 }
 
 od_call_status_t od_final_state_status(od_final_state_t f)
@@ -188,6 +199,8 @@ void od_call_event_encode(const od_call_event_t *ev, od_buf_t *out)
         od_buf_printf(out, ",\"duration_ms\":%lld", (long long)ev->duration_ms);
     if (ev->opted_out)
         od_buf_puts(out, ",\"opted_out\":true");
+    if (od_hangup_by_name(ev->hangup_by) != NULL)
+        od_buf_printf(out, ",\"hangup_by\":\"%s\"", od_hangup_by_name(ev->hangup_by));
     od_buf_printf(out, ",\"at\":\"%s\",\"at_us\":%lld", at, (long long)ev->at_us);
     if (ev->detail[0] != '\0') {
         od_buf_puts(out, ",\"detail\":");
@@ -267,6 +280,10 @@ int od_call_event_decode(const char *json, size_t len, od_call_event_t *ev, char
     if ((v = json_object_get(root, "duration_ms")) != NULL && json_is_integer(v) && json_integer_value(v) >= 0)
         ev->duration_ms = json_integer_value(v);
     ev->opted_out = json_is_true(json_object_get(root, "opted_out"));
+    /* an unknown value is not worth losing the event: who hung up stays unknown */
+    const char *hb = json_string_value(json_object_get(root, "hangup_by"));
+    if (hb != NULL && (s = od_hangup_by_parse(hb)) > 0)
+        ev->hangup_by = (od_hangup_by_t)s;
     if ((v = json_object_get(root, "at_us")) == NULL || !json_is_integer(v)) {
         snprintf(errstr, errlen, "bad at_us");
         goto out;

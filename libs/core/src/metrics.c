@@ -74,6 +74,22 @@ od_metric_t *od_histogram(const char *name, const char *labels, const char *help
     return m;
 }
 
+void od_metric_remove(od_metric_t *m)
+{
+    for (size_t i = 0; i < nmetrics; i++) {
+        if (metrics[i] != m)
+            continue;
+        memmove(metrics + i, metrics + i + 1, sizeof(*metrics) * (nmetrics - i - 1));
+        nmetrics--;
+        free(m->name);
+        free(m->labels);
+        free(m->bounds);
+        free(m->counts);
+        free(m);
+        return;
+    }
+}
+
 void od_metric_add(od_metric_t *m, double v)
 {
     m->value += v;

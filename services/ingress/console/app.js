@@ -842,7 +842,7 @@ function connectionsNav(current) {
 }
 
 const EVENT_TYPES = ["call.queued", "call.dialing", "call.connected", "call.completed", "call.failed", "call.canceled",
-  "batch.completed"];
+  "batch.completed", "caller_id.reputation_warning"];
 
 function eventBoxes(checked) {
   return EVENT_TYPES.map((t) => h("label", { class: "check" },

@@ -49,6 +49,13 @@ typedef enum od_outcome {
     OD_OUTCOME_SPAM,
 } od_outcome_t;
 
+/** Who ended a completed call (the short hang-up signal of the caller reputation, docs/reputation.md). */
+typedef enum od_hangup_by {
+    OD_HANGUP_UNKNOWN = 0, /**< not a completed call, or the provider cannot tell */
+    OD_HANGUP_CALLEE,      /**< the callee hung up (sip: the callee's BYE; sim: the talk time ran out) */
+    OD_HANGUP_US,          /**< we did: the conversation engine's report, the talk limit, hangup() */
+} od_hangup_by_t;
+
 /** API name of a status ("queued", ...). */
 const char *od_call_status_name(od_call_status_t s);
 /** Status for a name, or -1. */
@@ -61,6 +68,10 @@ int od_final_state_parse(const char *name);
 const char *od_outcome_name(od_outcome_t o);
 /** Outcome for a name, or -1. */
 int od_outcome_parse(const char *name);
+/** Message name of who hung up ("callee", "us"); NULL for OD_HANGUP_UNKNOWN. */
+const char *od_hangup_by_name(od_hangup_by_t h);
+/** Who hung up for a name, or -1. */
+int od_hangup_by_parse(const char *name);
 /** The status a final state ends in (completed → completed; canceled, dnc_blocked → canceled; else failed). */
 od_call_status_t od_final_state_status(od_final_state_t f);
 /** 1 if `s` is final. */
@@ -119,6 +130,7 @@ typedef struct od_call_event {
     int64_t at_us;             /**< when it happened (dialer clock) */
     int64_t duration_ms;       /**< talk time, for completed calls; -1 unknown */
     int opted_out;             /**< 1: the callee asked not to be called again (the engine's report): onto the DNC list */
+    od_hangup_by_t hangup_by;  /**< completed calls: who hung up */
     char detail[256];          /**< free text: "ringing", SIP code and reason, error */
     char component[16];        /**< internal_error only: what failed, "dialer", "provider" or "engine" */
     char dialer_id[64];

@@ -19,6 +19,12 @@ od_metric_t *od_gauge(const char *name, const char *labels, const char *help);
  * ascending, `nb` of them; +Inf is added), creating it.
  */
 od_metric_t *od_histogram(const char *name, const char *labels, const char *help, const double *bounds, int nb);
+/**
+ * Removes a series (one whose labels name something gone, e.g. a caller ID
+ * without calls any more) and frees it: `m` is invalid after this, and a
+ * later od_gauge() of the same name and labels makes a new one.
+ */
+void od_metric_remove(od_metric_t *m);
 /** Adds to a counter or gauge. */
 void od_metric_add(od_metric_t *m, double v);
 /** Sets a gauge. */

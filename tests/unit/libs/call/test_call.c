@@ -55,7 +55,7 @@ static void test_event_roundtrip(void)
 {
     od_call_event_t ev = {.status = OD_CALL_COMPLETED, .final_state = OD_FINAL_COMPLETED,
                           .outcome = OD_OUTCOME_MIDDLE, .goal_completed = 0, .at_us = 1795464291904123,
-                          .duration_ms = 30500, .opted_out = 1};
+                          .duration_ms = 30500, .opted_out = 1, .hangup_by = OD_HANGUP_CALLEE};
     strcpy(ev.call_id, "0194a3b2-7c1d-7000-8000-0000000000c1");
     strcpy(ev.project_id, "0194a3b2-7c1d-7000-8000-000000000001");
     strcpy(ev.detail, "quote \" and newline \n");
@@ -70,13 +70,20 @@ static void test_event_roundtrip(void)
     CHECK(back.outcome == OD_OUTCOME_MIDDLE && back.goal_completed == 0);
     CHECK(back.duration_ms == 30500 && back.at_us == ev.at_us);
     CHECK(back.opted_out == 1);
+    CHECK(strstr(b.base, "\"hangup_by\":\"callee\"") != NULL && back.hangup_by == OD_HANGUP_CALLEE);
     CHECK_STR(back.detail, ev.detail);
     od_buf_free(&b);
-    /* absent: not opted out */
-    ev.opted_out = 0;
+    ev.hangup_by = OD_HANGUP_US;
     od_call_event_encode(&ev, &b);
-    CHECK(strstr(b.base, "opted_out") == NULL);
+    CHECK(od_call_event_decode(b.base, b.len, &back, err, sizeof(err)) == 0 && back.hangup_by == OD_HANGUP_US);
+    od_buf_free(&b);
+    /* absent: not opted out, who hung up unknown */
+    ev.opted_out = 0;
+    ev.hangup_by = OD_HANGUP_UNKNOWN;
+    od_call_event_encode(&ev, &b);
+    CHECK(strstr(b.base, "opted_out") == NULL && strstr(b.base, "hangup_by") == NULL);
     CHECK(od_call_event_decode(b.base, b.len, &back, err, sizeof(err)) == 0 && back.opted_out == 0);
+    CHECK(back.hangup_by == OD_HANGUP_UNKNOWN);
     CHECK(strstr(b.base, "component") == NULL && back.component[0] == '\0');
     od_buf_free(&b);
     /* an internal error names its component; an unknown one is dropped, not the event */
@@ -92,6 +99,14 @@ static void test_event_roundtrip(void)
                               "\"0194a3b2-7c1d-7000-8000-000000000001\",\"status\":\"failed\",\"final_state\":"
                               "\"internal_error\",\"at_us\":1,\"component\":\"the-moon-and-beyond\"}";
     CHECK(od_call_event_decode(odd, strlen(odd), &back, err, sizeof(err)) == 0 && back.component[0] == '\0');
+    /* an unknown hangup_by is dropped, not the event */
+    static const char odd_hangup[] = "{\"v\":1,\"call_id\":\"0194a3b2-7c1d-7000-8000-0000000000c1\",\"project_id\":"
+                                     "\"0194a3b2-7c1d-7000-8000-000000000001\",\"status\":\"completed\",\"final_state\":"
+                                     "\"completed\",\"at_us\":1,\"hangup_by\":\"the-dog\"}";
+    CHECK(od_call_event_decode(odd_hangup, strlen(odd_hangup), &back, err, sizeof(err)) == 0 &&
+          back.hangup_by == OD_HANGUP_UNKNOWN);
+    CHECK(od_hangup_by_parse("callee") == OD_HANGUP_CALLEE && od_hangup_by_parse("us") == OD_HANGUP_US);
+    CHECK(od_hangup_by_name(OD_HANGUP_UNKNOWN) == NULL && od_hangup_by_parse("nobody") == -1);
 
     static const char *const bad[] = {
         "",

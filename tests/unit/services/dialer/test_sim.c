@@ -206,6 +206,8 @@ static void test_loop(void)
             CHECK(c->res.talk_ms >= 12 && c->res.talk_ms < 1000); /* 25 s × 0.0005 = 12.5 ms */
         else
             CHECK(c->res.talk_ms == 0);
+        /* the callee ends a completed call when its talk time is over */
+        CHECK(c->res.hangup_by == (expect[d].final_state == OD_FINAL_COMPLETED ? OD_HANGUP_CALLEE : OD_HANGUP_UNKNOWN));
     }
 
     /* the dial log: one line per dial, "<rfc3339> <call_id> <phone>" */
@@ -241,7 +243,7 @@ static void test_loop(void)
     CHECK_STR(talk.seq, "RAE");
     CHECK(talk.res.final_state == OD_FINAL_COMPLETED && talk.res.outcome == OD_OUTCOME_SPAM);
     CHECK(talk.res.talk_ms < 1000);
-    CHECK(strstr(talk.detail, "hung up") != NULL);
+    CHECK(strstr(talk.detail, "hung up") != NULL && talk.res.hangup_by == OD_HANGUP_US);
     CHECK_STR(vm.seq, "RAE");
     CHECK(vm.res.final_state == OD_FINAL_VOICEMAIL_DETECTED);
 
