@@ -8,7 +8,8 @@
 # started again after a second. Ctrl-C stops everything.
 #
 # Environment: OUTDIAL_HTTP_PORT (ingress, default 8080),
-# OUTDIAL_SIM_TIME_SCALE (default 0.2: calls take seconds, not minutes),
+# OUTDIAL_SIM_TIME_SCALE (default 0.2: calls take seconds, not minutes; the
+# reputation's OUTDIAL_REPUTATION_SHORT_CALL_S is scaled with it),
 # OUTDIAL_DIALERS (dialer copies, default 1), OUTDIAL_WEBHOOK_ALLOW_PRIVATE (default 1 here:
 # webhooks to receivers on this machine).
 set -euo pipefail
@@ -33,6 +34,8 @@ export OUTDIAL_OPENAPI_PATH="$ROOT/proto/openapi.yaml"
 export OUTDIAL_CONSOLE_DIR="$ROOT/services/ingress/console"
 export OUTDIAL_SIM_DIAL_LOG="${OUTDIAL_SIM_DIAL_LOG:-$DATA/dial.log}"
 export OUTDIAL_SIM_TIME_SCALE="${OUTDIAL_SIM_TIME_SCALE:-0.2}"
+# a short hang-up (caller reputation) is as short as the sim's calls are scaled: 6 s of a real call
+export OUTDIAL_REPUTATION_SHORT_CALL_S="${OUTDIAL_REPUTATION_SHORT_CALL_S:-$(awk "BEGIN { print 6 * $OUTDIAL_SIM_TIME_SCALE }")}"
 # webhook receivers on this machine (127.0.0.1) are allowed here, never in production
 export OUTDIAL_WEBHOOK_ALLOW_PRIVATE="${OUTDIAL_WEBHOOK_ALLOW_PRIVATE:-1}"
 "$BIN/outdialctl" migrate

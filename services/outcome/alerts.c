@@ -203,6 +203,7 @@ static void on_claimed(void *arg, int status, PGresult *res)
             json_t *f = json_pack("{ss}", "alert", "internal_error");
             json_object_update(f, al);
             json_object_del(f, "attempt");
+            json_object_del(f, "call_id"); /* the line's own call_id member */
             char *fields = json_dumps(f, JSON_COMPACT | JSON_PRESERVE_ORDER);
             od_log_fields(OD_LOG_ERROR, call_id, fields, "ALERT internal_error in %s: %s", component ? component : "?",
                           json_string_value(json_object_get(al, "reason")) ?: "no reason given");

@@ -313,7 +313,13 @@ int main(int argc, char **argv)
         od_retry_error_t rerr;
         const char *r_max = opt(rest, args, "--retry-max-attempts"), *r_delay = opt(rest, args, "--retry-delay-s");
         if (od_retry_policy_parse(opt(rest, args, "--retry-on"), r_max, r_delay, &rp, &rerr) != 0)
-            return fprintf(stderr, "outdialctl: --%s: %s\n", rerr.field, rerr.detail), 2;
+        {
+            char flag[32]; /* the option's name: retry_max_attempts is --retry-max-attempts */
+            snprintf(flag, sizeof(flag), "%s", rerr.field);
+            for (char *q = flag; *q != '\0'; q++)
+                *q = *q == '_' ? '-' : *q;
+            return fprintf(stderr, "outdialctl: --%s: %s\n", flag, rerr.detail), 2;
+        }
         p[8] = rp.on >= 0 ? od_retry_on_pg(rp.on) : NULL;
         p[9] = r_max;
         p[10] = r_delay;

@@ -145,7 +145,7 @@ def test_project_policy_default_and_outdialctl(system):
                  ["--retry-delay-s", "1e3"]):
         cp = system.ctl("project", "set", p.id, *args, json_out=False, check=False)
         assert cp.returncode == 2, (args, cp.returncode, cp.stderr)
-        assert "retry" in cp.stderr, cp.stderr
+        assert f"outdialctl: {args[0]}:" in cp.stderr, cp.stderr  # the option named as typed
     assert p.api.get("/v1/project").json()["retry"] == {"on": [], "max_attempts": 2, "delay_s": 60}
     # the audit log names the operator's change
     acts = p.admin.get("/v1/audit-log", params={"action": "project.updated"}).json()["data"]
