@@ -381,7 +381,8 @@ test("webhooks: add an endpoint (secret once), see a failed delivery, retry it, 
     assert.equal(await p.getByLabel("URL").getAttribute("aria-invalid"), "true");
     await p.getByLabel("URL").fill(rx.url);
     await p.getByLabel("Description (optional)").fill("browser receiver");
-    for (const t of ["call.queued", "call.dialing", "call.connected", "call.failed", "call.canceled", "batch.completed"])
+    for (const t of ["call.queued", "call.dialing", "call.connected", "call.failed", "call.canceled", "batch.completed",
+                     "caller_id.reputation_warning"])
       await p.getByLabel(t, { exact: true }).uncheck();
     await p.getByRole("button", { name: "Add endpoint" }).click();
     await p.getByText("Copy the signing secret now").waitFor();
@@ -473,6 +474,9 @@ test("keyboard only: sign in, reach New outbound call, place a call; the focus i
   await p.keyboard.type(KEY); // the key field has the focus
   await p.keyboard.press("Enter");
   await p.getByRole("heading", { name: "Calls" }).waitFor();
+  // the heading takes the focus once the page has loaded its data (the heading is drawn first): wait for that
+  await p.waitForFunction(() => document.activeElement.tagName === "H1", null, { timeout: 10000 })
+    .catch(() => {});
   assert.equal(await p.evaluate(() => document.activeElement.tagName), "H1", "the new page's heading has the focus");
   const tabTo = async (name) => {
     for (let i = 0; i < 40; i++) {
