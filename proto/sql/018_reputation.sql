@@ -32,7 +32,6 @@
 -- od_project_json (016's, with "reputation"), od_dispatch (013's, with the
 -- caller ID's GCRA).
 
-ALTER TABLE calls ADD COLUMN hangup_by text CHECK (hangup_by IN ('callee', 'us')); -- completed calls: who hung up
 
 ALTER TABLE caller_ids
     ADD COLUMN pace_factor double precision NOT NULL DEFAULT 1 CHECK (pace_factor > 0 AND pace_factor <= 1),
@@ -73,9 +72,8 @@ BEGIN
     IF c.final_state IS DISTINCT FROM 'completed' THEN
         RETURN '';
     END IF;
-    IF e->>'hangup_by' IN ('callee', 'us') THEN
-        UPDATE calls SET hangup_by = e->>'hangup_by' WHERE id = c.id;
-    END IF;
+    -- who hung up counts here only: a second UPDATE of the call's row (a new row version and its triggers)
+    -- doubled od_apply_events' time per completed call (bench/outcome-rules); the final event's detail says it
     INSERT INTO reputation_deltas (project_id, caller_id, bucket, answered, short, spam)
     VALUES (c.project_id, coalesce(c.caller_id, ''), od_reputation_bucket(coalesce(c.ended_at, now())), 1,
             CASE WHEN (e->>'short_hangup')::boolean THEN 1 ELSE 0 END,
