@@ -156,10 +156,9 @@ DECLARE
 BEGIN
     UPDATE calls SET status = 'dialing', dialed_at = now(), dialer_id = p_dialer, claim_token = p_token,
                      lease_until = now() + make_interval(secs => p_lease_s),
-                     disclosure = (SELECT CASE WHEN s.disclosure_enabled THEN s.disclosure END FROM scenarios s
-                                    WHERE s.project_id = calls.project_id AND s.idn = calls.scenario),
-                     opt_out_script = (SELECT s.opt_out_script FROM scenarios s
-                                        WHERE s.project_id = calls.project_id AND s.idn = calls.scenario)
+                     (disclosure, opt_out_script) = (
+                         SELECT CASE WHEN s.disclosure_enabled THEN s.disclosure END, s.opt_out_script
+                           FROM scenarios s WHERE s.project_id = calls.project_id AND s.idn = calls.scenario)
      WHERE id = p_id AND status = 'queued' AND dispatched_at IS NOT NULL
        AND (batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = calls.batch_id
                                                                      AND b.status = 'paused'))
