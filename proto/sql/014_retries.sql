@@ -164,7 +164,8 @@ LANGUAGE sql STABLE AS $$
                'created_at', od_ts(p.created_at))
 $$;
 
--- od_api (002's), restated: get_project is od_project_json's.
+-- od_api (002's), restated: get_project is od_project_json's, and
+-- list_scenarios is gone (GET /v1/scenarios is od_scenario_api's, 012).
 CREATE OR REPLACE FUNCTION od_api(p_key_id uuid, p_project uuid, p_req_per_hour integer, p_op text, p_args jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -173,7 +174,7 @@ DECLARE
     out jsonb;
     c   calls;
 BEGIN
-    IF p_op IN ('get_call', 'list_calls', 'get_project', 'list_scenarios', 'list_keys') THEN
+    IF p_op IN ('get_call', 'list_calls', 'get_project', 'list_keys') THEN
         -- reads change only the rate-limit bucket: losing that on a crash is harmless
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
@@ -196,11 +197,6 @@ BEGIN
     WHEN 'get_project' THEN
         out := jsonb_build_object('status', 200, 'body', (
             SELECT od_project_json(p) FROM projects p WHERE p.id = p_project)::text);
-    WHEN 'list_scenarios' THEN
-        out := jsonb_build_object('status', 200, 'body', json_build_object('data', (
-            SELECT coalesce(json_agg(json_build_object('idn', s.idn, 'disclosure', s.disclosure,
-                                                       'created_at', od_ts(s.created_at)) ORDER BY s.idn), '[]')
-              FROM scenarios s WHERE s.project_id = p_project), 'next_cursor', NULL)::text);
     WHEN 'list_keys' THEN
         out := jsonb_build_object('status', 200, 'body', json_build_object('data', (
             SELECT coalesce(json_agg(json_build_object('id', k.id, 'name', k.name, 'scopes', k.scopes,
