@@ -7,12 +7,14 @@ Fixtures:
   system   (module)   fresh database + topic prefix + the four services started
                       (sim time scale 0.01, dial log in a temp dir, lease 3 s).
                       A module may set SYSTEM_ENV = {...} (extra service env) and
-                      SYSTEM_SERVICES = [...] (which services to start; default all).
+                      SYSTEM_SERVICES = [...] (which services to start; default all),
+                      SYSTEM_PARTITIONS = N (partitions of each topic; default 4).
   new_project (function) system.new_project
   project  (function) a fresh project: .api (outbound:trigger + sessions:read key),
                       .admin (admin key), .id, .caller_id, .scenario
 
-Each test is limited to OUTDIAL_TEST_TIMEOUT seconds (default 300) by SIGALRM,
+Each test is limited to OUTDIAL_TEST_TIMEOUT seconds (default 300; a module's
+TEST_TIMEOUT raises it for its own tests) by SIGALRM,
 so a stuck test fails instead of hanging the run.
 """
 
@@ -46,7 +48,8 @@ def infra():
 def system(infra, request):
     mod = request.module
     base = harness.make_base_dir(f"outdial-{mod.__name__.rsplit('.', 1)[-1]}-")
-    sysm = System(infra, mod.__name__, base, extra_env=dict(getattr(mod, "SYSTEM_ENV", {})))
+    sysm = System(infra, mod.__name__, base, extra_env=dict(getattr(mod, "SYSTEM_ENV", {})),
+                  partitions=getattr(mod, "SYSTEM_PARTITIONS", 4))
     try:
         sysm.setup(start=getattr(mod, "SYSTEM_SERVICES", harness.SERVICES))
     except Exception:
@@ -74,8 +77,9 @@ class TestTimeout(Exception):
 
 
 @pytest.fixture(autouse=True)
-def _test_timeout():
-    limit = int(os.environ.get("OUTDIAL_TEST_TIMEOUT", "300"))
+def _test_timeout(request):
+    limit = max(int(os.environ.get("OUTDIAL_TEST_TIMEOUT", "300")),
+                int(getattr(request.module, "TEST_TIMEOUT", 0)))
 
     def on_alarm(signum, frame):
         raise TestTimeout(f"test exceeded OUTDIAL_TEST_TIMEOUT={limit}s")

@@ -10,7 +10,8 @@ Environment knobs:
   OUTDIAL_BUILD_DIR        build folder holding bin/ (default <repo>/build)
   OUTDIAL_TEST_INFRA_DIR   reuse (or create and keep) infra in this folder
                            instead of a temporary one; it is not stopped at exit
-  OUTDIAL_TEST_KEEP        1: keep temporary folders (logs, data) after the run
+  OUTDIAL_TEST_KEEP        1: keep temporary folders (logs, data) and each module's
+                           database after the run
   OUTDIAL_TEST_LOG_LEVEL   OUTDIAL_LOG_LEVEL given to services (default info)
 """
 
@@ -601,6 +602,7 @@ class System:
     name: str
     base_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    partitions: int = 4
     services: dict[str, Service] = field(default_factory=dict)
     projects: list[Project] = field(default_factory=list)
 
@@ -651,7 +653,7 @@ class System:
                                f"(build first, or set OUTDIAL_BUILD_DIR)")
         self.infra.create_database(self.db)
         self.ctl("migrate", "--dir", str(SQL_DIR), json_out=False, timeout=60)
-        self.ctl("topics", "create", "--partitions", "4", json_out=False, timeout=60)
+        self.ctl("topics", "create", "--partitions", str(self.partitions), json_out=False, timeout=60)
         for s in SERVICES:
             self.add_service(s, start=False)
         self.start_services(start)
@@ -693,7 +695,7 @@ class System:
             svc.stop(timeout=10)
         reports = self.sanitizer_reports()
         try:
-            if self.infra.started:
+            if self.infra.started and not KEEP:  # kept with the logs, for a look after a failure
                 self.infra.drop_database(self.db)
         except Exception:  # noqa: BLE001 - best effort
             pass
