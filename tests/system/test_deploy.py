@@ -682,6 +682,26 @@ def test_dockerfile_copies_files_that_exist():
         assert _dockerignored(p), f".dockerignore does not exclude {p}"
 
 
+def test_dockerfile_build_stage_copies_what_cmake_reads():
+    """Files the copied CMakeLists.txt name outside the copied folders
+    (${CMAKE_SOURCE_DIR}/...) are copied too: configure fails without them."""
+    build = dockerfile_stages()[0]
+    copied = [src for instr, args in build["instructions"] if instr == "COPY"
+              for src in args.split()[:-1]]
+
+    def inside(path: str) -> bool:
+        return any(path == c or path.startswith(c.rstrip("/") + "/") for c in copied)
+
+    lists = [REPO / "CMakeLists.txt"] + [f for c in copied if (REPO / c).is_dir()
+                                          for f in (REPO / c).rglob("CMakeLists.txt")]
+    missing = set()
+    for f in lists:
+        for path in re.findall(r"\$\{CMAKE_SOURCE_DIR\}/([^\s)*]+)(?=[\s)])", f.read_text()):
+            if not inside(path):
+                missing.add(f"{path} (named in {f.relative_to(REPO)})")
+    assert not missing, f"the build stage does not COPY {sorted(missing)}"
+
+
 def test_dockerfile_build_stage_has_what_the_build_needs():
     _needs_debian_12()
     build = _apt_packages(dockerfile_stages()[0])
