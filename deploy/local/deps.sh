@@ -10,7 +10,8 @@
 #   ${OUTDIAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/outdial}/kafka-<ver>/libs/*.jar
 # A marker file (.complete) is written last, so an interrupted download is redone.
 # The Python packages the system tests need beyond Debian's go to
-#   <cache>/python (pip --target), put on PYTHONPATH by test.sh.
+#   <cache>/python (pip --target), put on PYTHONPATH by test.sh;
+#   kubernetes-validate alone to <cache>/python-k8s (test_deploy.py runs it).
 # Prints the Kafka home on its last line: KAFKA_HOME=<dir>
 set -euo pipefail
 
@@ -32,15 +33,18 @@ fi
 
 # ---------------------------------------------------------------- Debian packages
 # python3-phonenumbers: its data0.py is libphonenumber's prefix -> time zones
-# map, from which the build generates libs/phone's table (gen_tz_table.py).
+# map, from which the build generates libs/phone's table (gen_tz_table.c).
+# docker-compose (1.29, no engine needed) and python3-yaml: tests/system/
+# test_deploy.py validates docker-compose.yml with `docker-compose config`.
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libh2o-dev libuv1-dev librdkafka-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev uuid-dev libphonenumber-dev python3-phonenumbers zlib1g-dev libosip2-dev sip-tester
   postgresql-15 postgresql-client-15 libpq-dev
   wrk kcat clang libclang-rt-14-dev
-  python3-pytest python3-requests python3-jsonschema
+  python3-pytest python3-requests python3-jsonschema python3-yaml
   chromium
+  docker-compose
 )
 
 java_ok() {
@@ -167,6 +171,22 @@ else
   log "installing standardwebhooks from PyPI into $PY_DIR"
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --upgrade \
     --target "$PY_DIR" 'standardwebhooks==1.1.0' >&2 || die "pip could not install standardwebhooks"
+fi
+
+# kubernetes-validate (PyPI): the Kubernetes OpenAPI schemas of each release,
+# bundled, so tests/system/test_deploy.py checks deploy/k8s offline. Into a
+# folder of its own, run by the test in a subprocess with that folder on
+# PYTHONPATH: it needs a newer jsonschema (and referencing) than Debian's, and
+# must not shadow the one the other tests import.
+K8S_VALIDATE_VERSION=1.37.0
+K8S_PY_DIR="$CACHE_DIR/python-k8s"
+if [ "$(PYTHONPATH="$K8S_PY_DIR" python3 -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null)" = "$K8S_VALIDATE_VERSION" ]; then
+  log "kubernetes-validate $K8S_VALIDATE_VERSION already in $K8S_PY_DIR"
+else
+  log "installing kubernetes-validate $K8S_VALIDATE_VERSION from PyPI into $K8S_PY_DIR"
+  rm -rf "$K8S_PY_DIR"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+    --target "$K8S_PY_DIR" "kubernetes-validate==$K8S_VALIDATE_VERSION" >&2 || die "pip could not install kubernetes-validate"
 fi
 
 # ---------------------------------------------------------------- browser tests
