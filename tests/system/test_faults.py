@@ -100,6 +100,31 @@ def test_kill9_outcome_and_restart(system):
     assert not [i for i, c in calls.items() if c["final_state"] == "internal_error"]
 
 
+def test_outcome_restarts_on_a_backlog(system):
+    """Thousands of events waiting when the outcome service starts: its first
+    fetch fills whole batches in one loop turn. The batch flushed by the 500th
+    event must not be sent again by the flush timer the first event started
+    (it was: two answers for one batch, offsets committed on the wrong one,
+    and with assertions on, an abort)."""
+    p = system.new_project(pacing=100_000, **NO_LIMITS)
+    system.outcome.kill9()
+    ids = [assert_accepted(p.api.create_call(phone(d % 10)))["id"] for d in range(600)]
+    pending = set(ids)
+
+    def ended_at_dialer():  # its log's "ended:" line of each call
+        pending.difference_update(x.get("call_id") for x in system.dialer.log_lines()
+                                  if str(x.get("msg", "")).startswith("ended:"))
+        return not pending
+    wait_until(ended_at_dialer, 120, 0.5, what="600 calls to end at the dialer")
+    system.outcome.start(timeout=30)
+    calls = wait_all_final(system, ids, timeout=120)
+    assert system.outcome.running(), f"the outcome service died on the backlog:\n{system.outcome.log_tail(20)}"
+    assert_sim_results(system, calls)
+    assert_never_dialed_twice(system, ids)
+    for cid in ids[:20]:
+        assert_events_in_order(p.api.call(cid))
+
+
 def test_kafka_down_10s_while_posting(system, infra):
     p = system.new_project(pacing=3000, **NO_LIMITS)
     with Poster(system.url, p.key, threads=4, interval=0.1) as poster:
