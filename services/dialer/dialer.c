@@ -229,6 +229,10 @@ dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)
     d->topic_events = topic(conf->common.topic_prefix, "calls.events");
 
     d->m.in_flight = od_gauge("outdial_dialer_calls_in_flight", NULL, "calls from receipt of the dispatch to slot free");
+    /* in flight / max: how full this dialer is (consumption pauses at 1) */
+    od_metric_t *max = od_gauge("outdial_dialer_calls_max", NULL,
+                                "OUTDIAL_DIALER_MAX_CALLS: calls this dialer handles at once");
+    od_metric_set(max, (double)conf->max_calls);
     d->m.dials = od_counter("outdial_dialer_dials_total", NULL, "calls claimed and dialed");
     d->m.conflicts = od_counter("outdial_dialer_claim_conflicts_total", NULL,
                                 "dispatch messages whose call was already claimed or canceled (not dialed)");

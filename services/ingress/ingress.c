@@ -31,9 +31,26 @@
 #include "od/secret.h"
 
 static struct {
-    od_metric_t *accepted, *rejected, *replays, *rate_limited, *publish_failed, *publish_late, *unavailable, *accept_latency,
+    od_metric_t *accepted, *replays, *rate_limited, *publish_failed, *publish_late, *unavailable, *accept_latency,
         *group_size;
 } m;
+
+#define REJECTED_HELP "POST /v1/calls answered with a 4xx problem, by its code (validation, auth, rules, 429)"
+
+static void route_create_call(ctx_t *ctx, h2o_req_t *req);
+
+/*
+ * Counts a refused call request under its problem code. The codes are
+ * literals of this service (a bounded set); anything else would be a bug and
+ * is counted as "other" rather than growing the label's values.
+ */
+static void count_rejected(const char *code)
+{
+    size_t n = strspn(code, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    char labels[80];
+    snprintf(labels, sizeof(labels), "code=\"%s\"", n > 0 && n < 48 && code[n] == '\0' ? code : "other");
+    od_metric_add(od_counter("outdial_ingress_calls_rejected_total", labels, REJECTED_HELP), 1);
+}
 
 /* ---- answering ---- */
 
@@ -96,6 +113,8 @@ void ingress__reply_problem(ctx_t *ctx, int status, const char *code, const char
 {
     h2o_req_t *req = ingress__req(ctx);
     ctx->answered = 1;
+    if (status >= 400 && status < 500 && ctx->route != NULL && ctx->route->fn == route_create_call)
+        count_rejected(code);
     if (req == NULL)
         return;
     ingress__ratelimit_headers(req, ctx->rl);
@@ -554,6 +573,23 @@ static char *call_body(ctx_t *ctx, const char *caller_id, int64_t created_ms)
     return text ? text : od_strdup("{}");
 }
 
+/* The refusals od_accept_calls decides (its "r"), as answered. */
+static const struct {
+    const char *r, *code;
+    int status;
+    const char *field, *detail;
+} refusals[] = {
+    {"in_use", "idempotency_key_in_use", 409, NULL,
+     "a request with this Idempotency-Key is still being processed; retry shortly"},
+    {"reused", "idempotency_key_reused", 422, NULL, "this Idempotency-Key was used with a different request body"},
+    {"rate_limited", "rate_limited", 429, NULL, "too many requests for this API key; see Retry-After"},
+    {"unknown_scenario", "unknown_scenario", 422, "scenario", "the project has no scenario with this name"},
+    {"caller_id_not_verified", "caller_id_not_verified", 422, "caller_id",
+     "caller_id is not one of the project's verified numbers"},
+    {"phone_on_dnc_list", "phone_on_dnc_list", 422, "phone", "this number is on the project's do-not-call list"},
+    {"insufficient_funds", "insufficient_funds", 402, NULL, "the project's wallet is empty; top it up to place calls"},
+};
+
 static void accept_result(ctx_t *ctx, json_t *r)
 {
     const char *what = json_string_value(json_object_get(r, "r"));
@@ -576,40 +612,24 @@ static void accept_result(ctx_t *ctx, json_t *r)
             body = "{}";
         ingress__reply(ctx, (int)json_integer_value(json_object_get(r, "status")), "application/json", body, strlen(body));
     } else {
-        static const struct {
-            const char *r;
-            int status;
-            const char *field, *detail;
-        } errs[] = {
-            {"in_use", 409, NULL, "a request with this Idempotency-Key is still being processed; retry shortly"},
-            {"reused", 422, NULL, "this Idempotency-Key was used with a different request body"},
-            {"rate_limited", 429, NULL, "too many requests for this API key; see Retry-After"},
-            {"unknown_scenario", 422, "scenario", "the project has no scenario with this name"},
-            {"caller_id_not_verified", 422, "caller_id", "caller_id is not one of the project's verified numbers"},
-            {"phone_on_dnc_list", 422, "phone", "this number is on the project's do-not-call list"},
-            {"insufficient_funds", 402, NULL, "the project's wallet is empty; top it up to place calls"},
-        };
         size_t i;
-        for (i = 0; i < OD_ARRAY_SIZE(errs) && strcmp(errs[i].r, what) != 0; i++)
+        for (i = 0; i < OD_ARRAY_SIZE(refusals) && strcmp(refusals[i].r, what) != 0; i++)
             ;
-        if (i == OD_ARRAY_SIZE(errs)) {
+        if (i == OD_ARRAY_SIZE(refusals)) {
             ingress__reply_unavailable(ctx);
         } else {
-            const char *code = strcmp(what, "in_use") == 0   ? "idempotency_key_in_use"
-                               : strcmp(what, "reused") == 0 ? "idempotency_key_reused"
-                                                             : what;
-            if (errs[i].status == 429)
+            const char *code = refusals[i].code;
+            if (refusals[i].status == 429)
                 od_metric_add(m.rate_limited, 1);
-            od_metric_add(m.rejected, 1);
-            if (errs[i].field != NULL) {
+            if (refusals[i].field != NULL) {
                 od_buf_t e = OD_BUF_INIT;
-                od_buf_printf(&e, "[{\"field\":\"%s\",\"code\":\"%s\",\"message\":", errs[i].field, code);
-                od_buf_json_str(&e, errs[i].detail, strlen(errs[i].detail));
+                od_buf_printf(&e, "[{\"field\":\"%s\",\"code\":\"%s\",\"message\":", refusals[i].field, code);
+                od_buf_json_str(&e, refusals[i].detail, strlen(refusals[i].detail));
                 od_buf_puts(&e, "}]");
-                ingress__reply_problem(ctx, errs[i].status, code, errs[i].detail, e.base);
+                ingress__reply_problem(ctx, refusals[i].status, code, refusals[i].detail, e.base);
                 od_buf_free(&e);
             } else {
-                ingress__reply_problem(ctx, errs[i].status, code, errs[i].detail, NULL);
+                ingress__reply_problem(ctx, refusals[i].status, code, refusals[i].detail, NULL);
             }
         }
     }
@@ -963,8 +983,12 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
     in->done_check.data = in;
 
     m.accepted = od_counter("outdial_ingress_calls_accepted_total", NULL, "calls accepted (202)");
-    m.rejected = od_counter("outdial_ingress_calls_rejected_total", NULL,
-                            "calls refused by a rule (idempotency, rate limit, scenario, caller ID, DNC, wallet)");
+    /* the family is there from the start: the rules' codes at 0 (others appear when first answered) */
+    for (size_t i = 0; i < OD_ARRAY_SIZE(refusals); i++) {
+        char labels[80];
+        snprintf(labels, sizeof(labels), "code=\"%s\"", refusals[i].code);
+        od_counter("outdial_ingress_calls_rejected_total", labels, REJECTED_HELP);
+    }
     m.replays = od_counter("outdial_ingress_idempotent_replays_total", NULL, "answers replayed for an Idempotency-Key");
     m.rate_limited = od_counter("outdial_ingress_rate_limited_total", NULL, "requests refused with 429");
     m.publish_failed = od_counter("outdial_ingress_publish_failures_total", NULL,

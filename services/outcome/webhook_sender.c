@@ -46,6 +46,7 @@ typedef struct wh_transfer {
     size_t snippet_len;
     char refused[INET6_ADDRSTRLEN]; /* an address the open-socket callback refused */
     uint64_t started_ms;
+    int64_t attempts; /* attempts recorded before this one (019_webhook_attempts.sql) */
 } wh_transfer_t;
 
 struct wh_sender {
@@ -61,9 +62,11 @@ struct wh_sender {
     json_t *recording_set; /* answers being recorded */
     char owner[96];
     char schedule[512];    /* {5,300,...} */
+    int64_t nschedule;     /* its delays: a retriable failure after that many attempts fails the delivery */
     char per_endpoint[24], lease_s[24], disable_after[24];
     struct {
         od_metric_t *ok, *retry, *fail, *inflight, *latency, *refused;
+        od_metric_t *succeeded, *failed, *retries; /* deliveries by final result; attempts after the first */
     } m;
 };
 
@@ -126,6 +129,7 @@ static int start(wh_sender_t *s, json_t *d)
     wh_transfer_t *t = od_calloc(1, sizeof(*t));
     t->s = s;
     memcpy(t->id, id, 37);
+    t->attempts = json_integer_value(json_object_get(d, "attempts"));
     t->payload = od_strdup(payload);
     size_t len = strlen(payload);
     int64_t ts = (int64_t)time(NULL);
@@ -208,6 +212,13 @@ static void finished(wh_sender_t *s, wh_transfer_t *t, CURLcode rc)
             snprintf(err, sizeof(err), "HTTP %ld%s%s", code, t->snippet_len ? ": " : "", t->snippet);
     }
     od_metric_add(result[0] == 'o' ? s->m.ok : result[0] == 'r' ? s->m.retry : s->m.fail, 1);
+    /* the delivery's status as od_webhook_results will write it: succeeded, failed, or pending again */
+    if (result[0] == 'o')
+        od_metric_add(s->m.succeeded, 1);
+    else if (result[0] == 'f' || t->attempts >= s->nschedule)
+        od_metric_add(s->m.failed, 1);
+    if (t->attempts > 0)
+        od_metric_add(s->m.retries, 1);
     od_metric_observe(s->m.latency, (double)(uv_now(s->o->loop) - t->started_ms) / 1000.0);
     json_t *r = json_pack("{ss ss sI ss?}", "id", t->id, "result", result, "code", (json_int_t)code, "error",
                           err[0] ? err : NULL);
@@ -294,8 +305,8 @@ static void on_cycle_timer(uv_timer_t *t)
 
 /* ---- set-up ---- */
 
-/* "5,300,1800" → "{5,300,1800}": 0, or -1 if malformed. */
-static int parse_schedule(const char *in, char *out, size_t size)
+/* "5,300,1800" → "{5,300,1800}" and *count 3: 0, or -1 if malformed. */
+static int parse_schedule(const char *in, char *out, size_t size, int64_t *count)
 {
     od_buf_t b = OD_BUF_INIT;
     const char *p = in;
@@ -319,6 +330,7 @@ static int parse_schedule(const char *in, char *out, size_t size)
     int rc = b.len < size ? 0 : -1;
     if (rc == 0)
         memcpy(out, b.base, b.len + 1);
+    *count = n;
     od_buf_free(&b);
     return rc;
 }
@@ -328,7 +340,7 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     const outcome_conf_t *conf = o->conf;
     wh_sender_t *s = od_calloc(1, sizeof(*s));
     s->o = o;
-    if (parse_schedule(conf->webhook_retry_schedule, s->schedule, sizeof(s->schedule)) != 0) {
+    if (parse_schedule(conf->webhook_retry_schedule, s->schedule, sizeof(s->schedule), &s->nschedule) != 0) {
         od_error("OUTDIAL_WEBHOOK_RETRY_SCHEDULE: \"%s\" is not a comma-separated list of 1 to 20 delays in seconds "
                  "(each from 1 to 604800)",
                  conf->webhook_retry_schedule);
@@ -350,6 +362,12 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     s->m.ok = od_counter("outdial_webhook_attempts_total", "result=\"ok\"", "webhook delivery attempts by result");
     s->m.retry = od_counter("outdial_webhook_attempts_total", "result=\"retry\"", "webhook delivery attempts by result");
     s->m.fail = od_counter("outdial_webhook_attempts_total", "result=\"fail\"", "webhook delivery attempts by result");
+    s->m.succeeded = od_counter("outdial_webhook_deliveries_total", "result=\"succeeded\"",
+                                "webhook deliveries ended by an attempt of this copy, by final result");
+    s->m.failed = od_counter("outdial_webhook_deliveries_total", "result=\"failed\"",
+                             "webhook deliveries ended by an attempt of this copy, by final result");
+    s->m.retries = od_counter("outdial_webhook_retries_total", NULL,
+                              "webhook attempts after a delivery's first (scheduled or manual retries)");
     s->m.refused = od_counter("outdial_webhook_refused_addresses_total", NULL,
                               "webhook connections refused because the address is not public");
     s->m.inflight = od_gauge("outdial_webhook_inflight", NULL, "webhook requests in flight from this copy");

@@ -129,18 +129,44 @@ static void render_labels(od_buf_t *out, const char *labels, const char *extra)
     od_buf_puts(out, "}");
 }
 
+/* A HELP text with backslash and line feed escaped, as the text format asks. */
+static void render_help(od_buf_t *out, const char *help)
+{
+    for (const char *p = help; *p != '\0'; p++) {
+        if (*p == '\\')
+            od_buf_puts(out, "\\\\");
+        else if (*p == '\n')
+            od_buf_puts(out, "\\n");
+        else
+            od_buf_append(out, p, 1);
+    }
+}
+
+/* A sample value: the text format spells the special ones NaN, +Inf and -Inf. */
+static void render_value(od_buf_t *out, double v)
+{
+    if (isnan(v))
+        od_buf_puts(out, " NaN\n");
+    else if (isinf(v))
+        od_buf_puts(out, v > 0 ? " +Inf\n" : " -Inf\n");
+    else
+        od_buf_printf(out, " %.17g\n", v);
+}
+
 void od_metrics_render(od_buf_t *out)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
     for (size_t i = 0; i < nmetrics; i++) {
         od_metric_t *m = metrics[i];
-        if (i == 0 || strcmp(metrics[i - 1]->name, m->name) != 0)
-            od_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help ? m->help : "", m->name,
-                          types[m->kind]);
+        if (i == 0 || strcmp(metrics[i - 1]->name, m->name) != 0) {
+            od_buf_printf(out, "# HELP %s ", m->name);
+            render_help(out, m->help ? m->help : "");
+            od_buf_printf(out, "\n# TYPE %s %s\n", m->name, types[m->kind]);
+        }
         if (m->kind != M_HISTOGRAM) {
             od_buf_puts(out, m->name);
             render_labels(out, m->labels, NULL);
-            od_buf_printf(out, " %.17g\n", m->value);
+            render_value(out, m->value);
             continue;
         }
         uint64_t cum = 0;
@@ -157,7 +183,8 @@ void od_metrics_render(od_buf_t *out)
         }
         od_buf_printf(out, "%s_sum", m->name);
         render_labels(out, m->labels, NULL);
-        od_buf_printf(out, " %.17g\n%s_count", m->sum, m->name);
+        render_value(out, m->sum);
+        od_buf_printf(out, "%s_count", m->name);
         render_labels(out, m->labels, NULL);
         od_buf_printf(out, " %llu\n", (unsigned long long)m->count);
     }
