@@ -83,6 +83,18 @@ static void retry_later(dcall_t *call, const char *why)
     uv_timer_start(&call->timer, on_claim_retry, ms, 0);
 }
 
+/* od_claim's {"wait_ms": N}: N (>= 0); -1 for anything else (a call, to dial) */
+static long long claim_wait_ms(const char *text)
+{
+    if (strncmp(text, "{\"wait_ms\"", 10) != 0)
+        return -1;
+    json_t *o = json_loads(text, 0, NULL);
+    json_t *v = json_object_get(o, "wait_ms");
+    long long ms = json_is_integer(v) && json_integer_value(v) >= 0 ? (long long)json_integer_value(v) : -1;
+    json_decref(o);
+    return ms < 0 ? -1 : OD_MIN(ms, 60000LL);
+}
+
 static void on_claim(void *arg, int status, PGresult *res)
 {
     dcall_t *call = arg;
@@ -95,6 +107,15 @@ static void on_claim(void *arg, int status, PGresult *res)
             od_metric_add(d->m.conflicts, 1);
             od_kcons_done(d->kcons, call->tok);
             dialer__call_free(call);
+            return;
+        }
+        long long wait_ms = claim_wait_ms(PQgetvalue(res, 0, 0));
+        if (wait_ms >= 0) {
+            /* too early for the project's rate at the dial (020_dial_pacing.sql): a dispatch that
+             * waited in Kafka; ask again then (the message stays ours, not done) */
+            od_log(OD_LOG_DEBUG, call->id, "claim deferred %lld ms by the project's pacing", wait_ms);
+            od_metric_add(d->m.paced, 1);
+            uv_timer_start(&call->timer, on_claim_retry, (uint64_t)wait_ms, 0);
             return;
         }
         /* the claim is committed: this dialer owns the call, even while draining or revoked */

@@ -236,6 +236,8 @@ dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)
     d->m.dials = od_counter("outdial_dialer_dials_total", NULL, "calls claimed and dialed");
     d->m.conflicts = od_counter("outdial_dialer_claim_conflicts_total", NULL,
                                 "dispatch messages whose call was already claimed or canceled (not dialed)");
+    d->m.paced = od_counter("outdial_dialer_paced_total", NULL,
+                            "claims deferred by the project's pacing at the dial (asked again when the rate allows)");
     d->m.send_failures = od_counter("outdial_dialer_event_send_failures_total", NULL,
                                     "call events whose send or delivery failed (re-sent)");
     d->m.poison = od_counter("outdial_dialer_poison_messages_total", NULL, "malformed dispatch messages skipped");

@@ -5,7 +5,8 @@
  * Life of a call (one dcall_t per dispatch message, from receipt to slot free):
  *
  *   message ──► CLAIMING ──(od_claim NULL)──────────────────────────► freed (done; conflict)
- *                  │  ▲ PG unavailable: retry after backoff
+ *                  │  ▲ PG unavailable: retry after backoff;
+ *                  │  │ od_claim {"wait_ms"}: the project's rate at the dial, ask again then
  *                  │  └──┘
  *                  └─(claim committed; done)──► ACTIVE ──(ended)──► ENDED ──(final event
  *                                                 provider drives it      delivered)──► RELEASING ──► freed
@@ -140,7 +141,7 @@ struct dialer {
     int closing;
 
     struct {
-        od_metric_t *in_flight, *dials, *conflicts, *send_failures, *poison;
+        od_metric_t *in_flight, *dials, *conflicts, *paced, *send_failures, *poison;
         od_metric_t *results[OD_FINAL_NSTATES];
     } m;
 };

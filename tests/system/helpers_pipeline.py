@@ -149,12 +149,14 @@ def _in_list(ids: Iterable[str]) -> str:
     return ",".join(f"'{i}'" for i in ids) or "NULL"
 
 
-def db_calls(system, ids: Iterable[str]) -> dict[str, dict]:
-    """id -> {status, final_state, outcome, goal_completed, phone} straight from PostgreSQL."""
+def db_calls(system, ids: Iterable[str] = (), projects: Iterable[str] | None = None) -> dict[str, dict]:
+    """id -> {status, final_state, outcome, goal_completed, phone} straight from
+    PostgreSQL: the calls `ids`, or every call of `projects` (for thousands of
+    calls: a list of ids that long does not fit in psql's command line)."""
+    where = f"id in ({_in_list(ids)})" if projects is None else f"project_id in ({_in_list(projects)})"
     rows = system.rows(
         "select id, status, coalesce(final_state,''), coalesce(outcome,''), "
-        "coalesce(goal_completed::text,''), phone, cost_micros from calls "
-        f"where id in ({_in_list(ids)})")
+        f"coalesce(goal_completed::text,''), phone, cost_micros from calls where {where}")
     out = {}
     for r in rows:
         out[r[0]] = dict(status=r[1], final_state=r[2] or None, outcome=r[3] or None,

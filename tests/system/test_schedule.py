@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from harness import wait_until
 from helpers_pipeline import (NO_LIMITS, assert_accepted, in_seconds, parse_ts, phone, wait_all_final)
 
 EARLY_S = 0.1   # clock granularity: dialed_at is ms, taken in PostgreSQL
@@ -78,3 +79,28 @@ def test_scheduled_call_survives_scheduler_restart(system):
     delta = (_dialed(system, [c["id"]])[c["id"]] - parse_ts(when)).total_seconds()
     assert -EARLY_S <= delta <= LATE_S, f"dialed {delta:+.3f} s from its due time after a restart"
     assert system.dial_count(c["id"]) == 1
+
+
+def test_pacing_holds_at_the_dial_after_dispatches_waited(system):
+    """Dispatches that waited in Kafka (here: the dialer down while the
+    scheduler dispatched 10 calls at 60/min) are not dialed together when a
+    dialer takes them: the claim keeps the project's rate too (1 s tolerance)."""
+    p = system.new_project(pacing=60, **NO_LIMITS)
+    system.dialer.kill9()
+    try:
+        ids = [assert_accepted(p.api.create_call(phone(7)))["id"] for _ in range(10)]
+        dispatched = lambda: system.scalar(  # noqa: E731
+            "select count(*) from calls where dispatched_at is not null and id in "
+            f"({','.join(repr(i) for i in ids)})") == "10"
+        wait_until(dispatched, 30, 0.2, what="10 calls dispatched at 60/min")
+    finally:
+        system.dialer.start(timeout=30)
+    wait_all_final(system, ids, timeout=60)
+    times = sorted(_dialed(system, ids).values())
+    assert len(times) == 10
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    # the tolerance lets the second claim come at most 1 s early; after that, 1 s apart
+    assert sum(g < 0.9 for g in gaps) <= 2, f"dials bunched after the dialer's restart: {gaps}"
+    assert (times[-1] - times[0]).total_seconds() >= 7.5, f"10 dials in {times[-1] - times[0]} at 60/min"
+    for i in ids:
+        assert system.dial_count(i) == 1
