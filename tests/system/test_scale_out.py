@@ -273,7 +273,15 @@ def test_scale_out_under_kills(system):
     over_dispatch, over_dial, worst, paced = {}, {}, 0.0, 0
     for pid, rate in pacing.items():
         m = _max_in_window(dispatched[pid])
-        paced += m >= 0.9 * rate
+        # held back by pacing (not by the clients' pace): most of its dispatches
+        # follow the previous one after the GCRA's interval, give or take the
+        # scheduler's timer; the chaos's stalls only add longer gaps. Counted for
+        # the slowest projects, whose rate is below what the clients post.
+        if rate == min(PACINGS):
+            t = 60.0 / rate
+            ts = sorted(dispatched[pid])
+            gaps = [b - a for a, b in zip(ts, ts[1:])]
+            paced += sum(0.95 * t <= g <= t + 0.5 for g in gaps) >= len(gaps) / 2
         if m > rate:
             over_dispatch[pid] = (rate, m)
         d = _max_in_window(dialed[pid])
@@ -282,7 +290,10 @@ def test_scale_out_under_kills(system):
             over_dial[pid] = (rate, d)
     assert not over_dispatch, f"projects dispatched above their rate in a minute (rate, most): {over_dispatch}"
     assert not over_dial, f"projects dialed above their rate in a minute (rate, most): {over_dial}"
-    assert paced >= N_PROJECTS // 5, f"only {paced} projects ever reached 90 % of their rate: pacing was not tested"
+    slowest = sum(1 for r in pacing.values() if r == min(PACINGS))
+    assert paced >= slowest // 2, (
+        f"only {paced} of the {slowest} projects at {min(PACINGS)}/min dispatched mostly one interval apart: "
+        "pacing was not what held them back, so it was not tested")
 
     # the figures
     dial_times = sorted(_epoch(v[0]) for c, v in dials.items() if c in ids)
@@ -296,5 +307,5 @@ def test_scale_out_under_kills(system):
           f"{len(chaos.kills)} kills {dict(kinds)}; all final {t_final - t0:.1f} s after the first post; "
           f"{len(dial_times)} dials from the first dial to the last end {span:.1f} s = "
           f"{len(dial_times) / span:.1f} dials/s; final states {dict(states)}; "
-          f"projects dispatching at >= 90 % of their rate in some minute: {paced}; "
+          f"projects at {min(PACINGS)}/min dispatched mostly one interval apart: {paced} of {slowest}; "
           f"busiest minute dialed / rate: {worst:.2f}")
