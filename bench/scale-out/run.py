@@ -30,7 +30,6 @@ import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +39,7 @@ import requests  # noqa: E402
 
 import harness  # noqa: E402
 from harness import Infra, System, wait_until  # noqa: E402
+from helpers_pipeline import parse_ts  # noqa: E402
 
 DIALERS = (1, 2, 4)
 PARTITIONS = 8
@@ -65,10 +65,6 @@ def post_all(url: str, keys: list[str], n: int, metadata: dict) -> None:
         list(pool.map(one, range(n)))
 
 
-def epoch(rfc3339: str) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
 def measure(infra: Infra, ndialers: int, calls: int, profile: str) -> dict:
     base = harness.make_base_dir(f"outdial-bench-scale-{profile}-{ndialers}-")
     system = System(infra, f"bench{ndialers}", base, partitions=PARTITIONS)
@@ -84,7 +80,7 @@ def measure(infra: Infra, ndialers: int, calls: int, profile: str) -> dict:
         system.start_services([n for n in system.services if n.startswith("dialer")])
         wait_until(lambda: system.scalar("select count(*) from calls where final_state is null") == "0",
                    900, 0.5, what="every call final")
-        dials = [epoch(d[0]) for d in system.dials()]
+        dials = [parse_ts(d[0]).timestamp() for d in system.dials()]
         last_end = float(system.scalar("select extract(epoch from max(ended_at)) from calls"))
         states = dict(system.rows("select final_state, count(*) from calls group by 1"))
         span = last_end - min(dials)

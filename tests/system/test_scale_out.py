@@ -28,11 +28,10 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
 import requests
 
-from helpers_pipeline import NO_LIMITS, SCENARIO, assert_sim_results, db_calls, phone
+from helpers_pipeline import NO_LIMITS, SCENARIO, assert_sim_results, db_calls, parse_ts, phone
 
 SYSTEM_PARTITIONS = 8
 TEST_TIMEOUT = 1200
@@ -158,10 +157,6 @@ def _max_in_window(times, width=60.0):
     return best
 
 
-def _epoch(rfc3339):
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
 def test_scale_out_under_kills(system):
     _start_copies(system)
     assert sorted(system.services) == sorted(
@@ -269,7 +264,7 @@ def test_scale_out_under_kills(system):
     dialed = collections.defaultdict(list)
     for cid, ats in dials.items():
         if cid in project_of:
-            dialed[project_of[cid]].append(_epoch(ats[0]))
+            dialed[project_of[cid]].append(parse_ts(ats[0]).timestamp())
     over_dispatch, over_dial, worst, paced = {}, {}, 0.0, 0
     for pid, rate in pacing.items():
         m = _max_in_window(dispatched[pid])
@@ -296,7 +291,7 @@ def test_scale_out_under_kills(system):
         "pacing was not what held them back, so it was not tested")
 
     # the figures
-    dial_times = sorted(_epoch(v[0]) for c, v in dials.items() if c in ids)
+    dial_times = sorted(parse_ts(v[0]).timestamp() for c, v in dials.items() if c in ids)
     ended = system.rows(f"select extract(epoch from min(ended_at)), extract(epoch from max(ended_at)) "
                         f"from calls where project_id in ({in_list})")[0]
     span = float(ended[1]) - dial_times[0]
