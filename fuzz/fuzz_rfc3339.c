@@ -5,7 +5,7 @@
  *    parses back to parse(x) truncated to the millisecond (format prints
  *    milliseconds), and formatting that again gives the same string;
  *  - the first 8 input bytes as an int64: format either refuses it (out of
- *    years 0000–9999) or gives a string that parses back to it, truncated
+ *    years 0001–9999) or gives a string that parses back to it, truncated
  *    to the millisecond toward the past.
  */
 #include "od/rfc3339.h"

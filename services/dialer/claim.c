@@ -16,8 +16,7 @@
  * for the database's sake. */
 static int claim_poison(const PGresult *res)
 {
-    const char *s = od_pg_sqlstate(res);
-    return strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0;
+    return od_pg_error_kind(res) == OD_PG_ERR_INPUT;
 }
 
 static void poison(dialer_t *d, od_ktoken_t tok, const char *call_id, const char *why)

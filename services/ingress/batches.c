@@ -28,6 +28,7 @@
 #include "batch_file.h"
 #include "ingress_int.h"
 #include "od/core.h"
+#include "od/utf8.h"
 #include "od/log.h"
 #include "od/multipart.h"
 #include "od/phone.h"
@@ -120,6 +121,7 @@ typedef struct form {
     batch_job_t *job;
     int have_file;
     const char *dup; /* a field sent twice */
+    const char *bad; /* a field (or the file's name) that is not UTF-8 without NUL */
 } form_t;
 
 /* A whole number from 1 to max as sent, else -1 */
@@ -131,6 +133,7 @@ static int64_t parse_count(const char *v, long long max)
     return (*v == '\0' || *end != '\0' || errno != 0 || n < 1 || n > max) ? -1 : n;
 }
 
+#define FILE_NAME_MAX 255                /* characters of file_name */
 #define PACING_MAX 1000000               /* pacing_per_min (else 422 invalid_pacing) */
 #define SPEND_CAP_MAX 1000000000000000LL /* spend_cap_micros: a billion currency units (else 422 invalid_spend_cap) */
 
@@ -158,6 +161,20 @@ static char **text_setting(batch_job_t *job, size_t i)
     return slots[i];
 }
 
+static const char *const number_settings[] = {"pacing_per_min", "spend_cap_micros"};
+
+/* The static name of a setting called name[0..len), or NULL for a field we do not read */
+static const char *setting_name(const char *name, size_t len)
+{
+    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings) + OD_ARRAY_SIZE(number_settings); i++) {
+        const char *s = i < OD_ARRAY_SIZE(text_settings) ? text_settings[i]
+                                                         : number_settings[i - OD_ARRAY_SIZE(text_settings)];
+        if (len == strlen(s) && memcmp(name, s, len) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 static int on_part(void *arg, const od_mp_part_t *p)
 {
     form_t *f = arg;
@@ -172,9 +189,18 @@ static int on_part(void *arg, const od_mp_part_t *p)
         memcpy(job->file, p->data, p->len);
         job->file[p->len] = '\0';
         job->file_len = p->len;
-        if (p->filename != NULL)
+        if (p->filename != NULL) {
+            if (od_utf8_check(p->filename, p->filename_len) != 0) {
+                f->bad = "file_name";
+                return 1;
+            }
             job->file_name = od_strndup(p->filename, p->filename_len);
+        }
         return 0;
+    }
+    if (od_utf8_check(p->data, p->len) != 0) {
+        f->bad = setting_name(p->name, p->name_len); /* fields we do not read are ignored, whatever they hold */
+        return f->bad != NULL;
     }
     char *v = od_strndup(p->data, p->len);
     int numeric = number_setting(job, p->name, p->name_len, v);
@@ -211,7 +237,7 @@ static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
     if ((v = od_http_query(req, "spend_cap_micros", &bad)) != NULL)
         number_setting(job, "spend_cap_micros", 16, v);
     if (bad) {
-        ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        ingress__bad_query(ctx);
         return -1;
     }
     job->file = od_malloc(req->entity.len + 1);
@@ -228,6 +254,10 @@ static int check_settings(ctx_t *ctx)
     batch_job_t *job = ctx->job;
     if (job->scenario == NULL || job->scenario[0] == '\0') {
         field_problem(ctx, 422, "missing_field", "scenario", "scenario is required");
+        return -1;
+    }
+    if (job->file_name != NULL && ingress__utf8_chars(job->file_name, strlen(job->file_name)) > FILE_NAME_MAX) {
+        ingress__bad_param(ctx, "file_name", "file_name is longer than 255 characters");
         return -1;
     }
     if (strlen(job->scenario) > 64) {
@@ -511,9 +541,7 @@ static void on_created(void *arg, int status, PGresult *res)
     ctx_t *ctx = arg;
     batch_job_t *job = ctx->job;
     if (status != OD_PG_OK) {
-        if (status == OD_PG_EQUERY)
-            od_error("batch create: %s", od_pg_errmsg(res));
-        ingress__reply_unavailable(ctx);
+        ingress__reply_failed(ctx, status, res, "batch create");
         ingress__ctx_free(ctx);
         return;
     }
@@ -580,10 +608,14 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
             ingress__ctx_free(ctx);
             return;
         }
-        form_t f = {job, 0, NULL};
+        form_t f = {job, 0, NULL, NULL};
         const char *err = NULL;
         int rc = od_mp_parse(req->entity.base ? req->entity.base : "", req->entity.len, boundary, blen, on_part, &f,
                              &err);
+        if (f.bad != NULL) {
+            ingress__bad_param(ctx, f.bad, "the field is not UTF-8 text without NUL");
+            return;
+        }
         if (rc < 0 || f.dup != NULL) {
             char detail[160];
             if (f.dup != NULL)
@@ -784,9 +816,7 @@ static void on_results_head(void *arg, int status, PGresult *res)
     ctx_t *ctx = arg;
     batch_job_t *job = ctx->job;
     if (status != OD_PG_OK) {
-        if (status == OD_PG_EQUERY)
-            od_error("results.csv: %s", od_pg_errmsg(res));
-        ingress__reply_unavailable(ctx);
+        ingress__reply_failed(ctx, status, res, "results.csv");
         ingress__ctx_free(ctx);
         return;
     }

@@ -5,6 +5,7 @@
  * A DNC import (JSON or CSV, 100,000 numbers in one request) is normalised
  * here: every number to E.164, the ones that are not reported by position.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ void ingress__list_dnc(ctx_t *ctx, h2o_req_t *req)
         json_object_set_new(args, "cursor", json_string(e164));
     }
     if (bad)
-        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        return json_decref(args), ingress__bad_query(ctx);
     control(ctx, "list_dnc", args);
 }
 
@@ -271,7 +272,7 @@ void ingress__billing(ctx_t *ctx, h2o_req_t *req)
     if (time_param(ctx, req, args, "from", &bad, &from) != 0 || time_param(ctx, req, args, "to", &bad, &to) != 0)
         return;
     if (bad)
-        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        return json_decref(args), ingress__bad_query(ctx);
     if (from > to)
         return json_decref(args), ingress__bad_param(ctx, "to", "to must not be before from");
     control(ctx, "billing", args);
@@ -285,8 +286,9 @@ void ingress__audit_log(ctx_t *ctx, h2o_req_t *req)
     if (limit_param(ctx, req, args, &bad) != 0)
         return;
     if ((v = od_http_query(req, "cursor", &bad)) != NULL) {
+        errno = 0;
         long long n = strtoll(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || n < 1)
+        if (*v == '\0' || *end != '\0' || errno != 0 || n < 1)
             return json_decref(args), ingress__bad_param(ctx, "cursor", "must be a next_cursor of this list");
         json_object_set_new(args, "cursor", json_string(v));
     }
@@ -296,6 +298,6 @@ void ingress__audit_log(ctx_t *ctx, h2o_req_t *req)
         json_object_set_new(args, "action", json_string(v));
     }
     if (bad)
-        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        return json_decref(args), ingress__bad_query(ctx);
     control(ctx, "audit_log", args);
 }

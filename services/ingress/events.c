@@ -12,7 +12,13 @@
  * A stream whose client reads slower than its events come (over
  * EVENTS_MAX_PENDING bytes waiting) is ended; the client reconnects with its
  * Last-Event-ID and loses nothing. Draining ends every stream the same way.
+ *
+ * A stream is authenticated when it opens, and its key again every
+ * OUTDIAL_AUTH_CACHE_MS (one query for all the streams of this ingress): a
+ * stream whose key was revoked is ended, as any request of that key is
+ * refused, within that time; its reconnection gets 401.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +48,7 @@ struct sse_stream {
     int ending;         /* to be ended as soon as h2o takes the last chunk */
     od_buf_t pending;
     int64_t sent_ms;
+    int64_t opened_ms; /* monotonic: a key check sent before it does not judge it */
     sse_stream_t *prev, *next;
 };
 
@@ -64,11 +71,12 @@ static int cursor_parse(const char *s, size_t len, cursor_t *c)
     buf[len] = '\0';
     if (buf[0] < '0' || buf[0] > '9')
         return -1;
+    errno = 0;
     c->xid = strtoull(buf, &end, 10);
     if (*end != '-' || end[1] < '0' || end[1] > '9')
         return -1;
     c->id = strtoll(end + 1, &end, 10);
-    return *end == '\0' ? 0 : -1;
+    return *end == '\0' && errno == 0 ? 0 : -1; /* out of range: not one of ours */
 }
 
 /* The [xid, id] array of od_events_since. */
@@ -266,9 +274,49 @@ static void on_poll(void *arg, int status, PGresult *res)
     }
 }
 
+/* ---- revocation: the streams' keys checked again ---- */
+
+static void on_keys_live(void *arg, int status, PGresult *res)
+{
+    ingress_t *in = arg;
+    in->sse_keycheck_inflight = 0;
+    if (status != OD_PG_OK) {
+        if (status == OD_PG_EQUERY)
+            od_error("events key check: %s", od_pg_errmsg(res));
+        return; /* tried again at the next check; a stream is never kept on a guess of the database's */
+    }
+    const char *live = PQgetvalue(res, 0, 0); /* "{uuid,uuid,...}" of the keys not revoked */
+    for (sse_stream_t *s = in->sse_head, *next; s != NULL; s = next) {
+        next = s->next;
+        if (!s->gone && !s->ending && s->opened_ms < in->sse_keycheck_ms && strstr(live, s->ctx->key.key_id) == NULL)
+            stream_end(s, "its API key was revoked");
+    }
+}
+
+static void keys_check(ingress_t *in, int64_t now)
+{
+    if (in->sse_keycheck_inflight || now - in->sse_keycheck_ms < in->conf->auth_cache_ms)
+        return;
+    od_buf_t keys = OD_BUF_INIT;
+    od_buf_puts(&keys, "{");
+    int n = 0;
+    for (sse_stream_t *s = in->sse_head; s != NULL; s = s->next)
+        if (!s->gone && !s->ending && strstr(keys.base, s->ctx->key.key_id) == NULL)
+            od_buf_printf(&keys, "%s%s", n++ ? "," : "", s->ctx->key.key_id);
+    od_buf_puts(&keys, "}");
+    const char *params[1] = {keys.base};
+    if (n > 0 && od_pg_query(in->pg, "events_keys_live", 1, params, on_keys_live, in) == 0) {
+        in->sse_keycheck_inflight = 1;
+        in->sse_keycheck_ms = now;
+    }
+    od_buf_free(&keys);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     ingress_t *in = t->data;
+    if (in->sse_head != NULL)
+        keys_check(in, od_mono_ms());
     if (in->sse_head == NULL || in->sse_polling)
         return;
     /* the projects with a stream, as a PostgreSQL array literal */
@@ -308,9 +356,7 @@ static void on_opened(void *arg, int status, PGresult *res)
 {
     ctx_t *ctx = arg;
     if (status != OD_PG_OK) {
-        if (status == OD_PG_EQUERY)
-            od_error("events: %s", od_pg_errmsg(res));
-        ingress__reply_unavailable(ctx);
+        ingress__reply_failed(ctx, status, res, "events");
         ingress__ctx_free(ctx);
         return;
     }
@@ -332,6 +378,7 @@ static void on_opened(void *arg, int status, PGresult *res)
     sse_stream_t *s = od_calloc(1, sizeof(*s));
     s->ctx = ctx;
     s->in = in;
+    s->opened_ms = od_mono_ms();
     /* resume after Last-Event-ID (checked in ingress__events), else from now */
     h2o_iovec_t last = od_http_header(req, "last-event-id");
     if (last.base == NULL || cursor_parse(last.base, last.len, &s->cur) != 0)

@@ -129,15 +129,32 @@ void ingress__reply_unavailable(ctx_t *ctx)
     ingress__reply_problem(ctx, 503, "service_unavailable", "the database is unavailable; retry shortly", NULL);
 }
 
+void ingress__reply_failed(ctx_t *ctx, int status, const PGresult *res, const char *what)
+{
+    if (status == OD_PG_EQUERY && od_pg_error_kind(res) == OD_PG_ERR_INPUT) {
+        /* a value the checks in C let through and PostgreSQL refused: the
+         * client's to fix, never reported as our unavailability */
+        const char *ss = od_pg_sqlstate(res);
+        od_warn("%s: input refused by postgresql (SQLSTATE %s): %s", what, ss, od_pg_errmsg(res));
+        if (ss[1] == '3')
+            ingress__reply_problem(ctx, 409, "conflict", "the request conflicts with the project's current data", NULL);
+        else
+            ingress__reply_problem(ctx, 400, "invalid_parameter",
+                                   "a value of the request is out of the range the API can store", NULL);
+        return;
+    }
+    if (status == OD_PG_EQUERY)
+        od_error("%s: %s (SQLSTATE %s)", what, od_pg_errmsg(res), od_pg_sqlstate(res));
+    ingress__reply_unavailable(ctx);
+}
+
 /* ---- od_api: every endpoint but POST /v1/calls ---- */
 
 static void on_api_result(void *arg, int status, PGresult *res)
 {
     ctx_t *ctx = arg;
     if (status != OD_PG_OK) {
-        if (status == OD_PG_EQUERY)
-            od_error("api %s: %s", ctx->route->pattern, od_pg_errmsg(res));
-        ingress__reply_unavailable(ctx);
+        ingress__reply_failed(ctx, status, res, ctx->route->pattern);
         ingress__ctx_free(ctx);
         return;
     }
@@ -265,6 +282,12 @@ void ingress__bad_param(ctx_t *ctx, const char *field, const char *message)
     ingress__ctx_free(ctx);
 }
 
+void ingress__bad_query(ctx_t *ctx)
+{
+    ingress__bad_param(ctx, "query",
+                       "a query parameter is malformed: bad percent-encoding, NUL, or not UTF-8");
+}
+
 void ingress__err_add(ingress_errs_t *e, const char *field, const char *code, const char *message)
 {
     if (e->first == NULL) {
@@ -309,7 +332,7 @@ int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args)
         json_object_set_new(args, "cursor", json_string(v));
     }
     if (bad)
-        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string"), -1;
+        return json_decref(args), ingress__bad_query(ctx), -1;
     return 0;
 }
 
@@ -360,7 +383,7 @@ static void route_list_calls(ctx_t *ctx, h2o_req_t *req)
     if (given[0] && given[1] && at[1] < at[0])
         return json_decref(args), ingress__bad_param(ctx, "until", "until must not be before since");
     if (bad)
-        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        return json_decref(args), ingress__bad_query(ctx);
     ingress__api_call(ctx, "list_calls", args);
 }
 
@@ -945,6 +968,8 @@ static const od_pg_stmt_t stmts[] = {
     {"webhook_api", ACTOR_CTE "SELECT od_webhook_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_api", ACTOR_CTE "SELECT od_events_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_since", "SELECT od_events_since($1::xid8, $2::bigint, $3::uuid[], $4::integer)::text"},
+    {"events_keys_live", "SELECT coalesce(array_agg(id), '{}')::text FROM api_keys WHERE id = ANY($1::uuid[]) "
+                         "AND revoked_at IS NULL"},
     {"batch_create", "WITH actor AS MATERIALIZED (SELECT set_config('outdial.actor', $3, true)) "
                      "SELECT od_batch_create($1::jsonb, $2)::text FROM actor"},
     /* a page of results.csv: the row as uploaded (CSV-encoded at upload), its call's state and recording */

@@ -88,6 +88,8 @@ struct ingress {
     uv_timer_t sse_timer;
     od_event_cursor_t sse_cursor; /* the shared poll has read everything before this */
     int sse_cursor_set, sse_polling;
+    int sse_keycheck_inflight;   /* the revocation check of the streams' keys (events.c) */
+    int64_t sse_keycheck_ms;     /* when it was last sent (monotonic ms) */
 };
 
 
@@ -104,8 +106,17 @@ void ingress__reply(ctx_t *ctx, int status, const char *ctype, const char *body,
 void ingress__reply_json(ctx_t *ctx, int status, const char *json);
 void ingress__reply_problem(ctx_t *ctx, int status, const char *code, const char *detail, const char *errors);
 void ingress__reply_unavailable(ctx_t *ctx);
+/**
+ * Answers a query that failed (`status` OD_PG_EQUERY or OD_PG_EUNAVAIL, `res`
+ * its error result or NULL): an error the input caused (SQLSTATE class 22:
+ * 400 invalid_parameter; 23: 409 conflict), else 503. Logs it under `what`.
+ * Does not free ctx.
+ */
+void ingress__reply_failed(ctx_t *ctx, int status, const PGresult *res, const char *what);
 /** 400 invalid_parameter for a query parameter; frees ctx. */
 void ingress__bad_param(ctx_t *ctx, const char *field, const char *message);
+/** 400 invalid_parameter for a query string od_http_query found malformed; frees ctx. */
+void ingress__bad_query(ctx_t *ctx);
 /**
  * Runs `stmt` — "api" (od_api), "batch_api" (od_batch_api) or "control_api"
  * (od_control_api), which take the same parameters: the key, its project and

@@ -296,7 +296,7 @@ void ingress__webhook_deliveries(ctx_t *ctx, h2o_req_t *req)
         json_object_set_new(args, "status", json_string(v));
     }
     if (bad)
-        return json_decref(args), ingress__bad_param(ctx, "query", "malformed percent-encoding in the query string");
+        return json_decref(args), ingress__bad_query(ctx);
     webhook_api(ctx, "deliveries", args);
 }
 

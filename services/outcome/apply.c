@@ -14,15 +14,12 @@
 #include "od/log.h"
 #include "outcome.h"
 
-/* SQL errors worth retrying the whole batch for (not the input's fault):
- * 08 connection, 40 rollback (serialization failure, deadlock between two
- * outcome copies debiting the same wallet), 53 resources, 57 shutdown,
- * 58 system, 55P03 lock timeout. Anything else is isolated event by event. */
+/* SQL errors worth retrying the whole batch for (not the input's fault, e.g.
+ * a deadlock between two outcome copies debiting the same wallet). Anything
+ * else is isolated event by event. */
 static int pg_retriable(const PGresult *res)
 {
-    const char *s = od_pg_sqlstate(res);
-    return s[0] == '\0' || strncmp(s, "08", 2) == 0 || strncmp(s, "40", 2) == 0 || strncmp(s, "53", 2) == 0 ||
-           strncmp(s, "57", 2) == 0 || strncmp(s, "58", 2) == 0 || strcmp(s, "55P03") == 0;
+    return od_pg_error_kind(res) == OD_PG_ERR_RETRIABLE;
 }
 
 static void batch_push(obatch_t *b, const oevent_t *ev)

@@ -41,8 +41,10 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* The instants od_rfc3339_format can print: years 0000–9999 UTC. */
-#define MIN_US (INT64_C(-719528) * S_PER_DAY * US_PER_S)       /* 0000-01-01 */
+/* The instants both functions handle: years 0001–9999 UTC. Every parsed
+ * time goes to PostgreSQL, which has no year 0 (it is 1 BC) and refuses
+ * "0000-01-01"; so does the API. */
+#define MIN_US (INT64_C(-719162) * S_PER_DAY * US_PER_S)       /* 0001-01-01 */
 #define MAX_US (INT64_C(2932897) * S_PER_DAY * US_PER_S - 1)   /* 10000-01-01 minus 1 µs */
 
 static bool is_leap(int64_t y)

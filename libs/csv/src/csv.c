@@ -7,65 +7,10 @@
 #include <string.h>
 
 #include "od/core.h"
-
-/* ---- UTF-8 ---- */
+#include "od/utf8.h"
 
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
-
-/* Offset of the first byte of the first invalid sequence, or `len` if the
- * whole input is valid (Unicode 15, table 3-7, well-formed byte sequences;
- * NUL is refused on top of it). */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        /* ASCII without NUL, 8 bytes at a time: no byte has its high bit set
-         * and, then exactly, none is zero. Most CSV files are all this. */
-        while (i + 8 <= len) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (((w & HIGHS) | ((w - ONES) & ~w & HIGHS)) != 0)
-                break;
-            i += 8;
-        }
-        if (i == len)
-            break;
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            if (c == 0)
-                return i;
-            i++;
-            continue;
-        }
-        size_t n;                           /* continuation bytes */
-        unsigned char lo = 0x80, hi = 0xBF; /* range of the first one */
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong below U+0800 */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates U+D800–U+DFFF */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong below U+10000 */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return i; /* continuation byte, C0/C1 overlong lead, F5–FF */
-        }
-        if (len - i <= n || s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return i;
-        i += n + 1;
-    }
-    return len;
-}
 
 /* The physical line holding byte `pos`: 1 + the line ends (LF, CRLF, lone CR)
  * before it. Only computed on an error, so a plain loop. */
@@ -260,7 +205,7 @@ static od_csv_err_t read_record(parser_t *ps, bool *blank)
 
 static od_csv_err_t parse(parser_t *ps, od_csv_record_fn fn, void *arg)
 {
-    size_t bad = utf8_invalid_at((const unsigned char *)ps->s, ps->len);
+    size_t bad = od_utf8_invalid_at((const unsigned char *)ps->s, ps->len);
     if (bad != ps->len) {
         ps->err_line = line_of(ps->s, ps->len, bad);
         return OD_CSV_EUTF8;

@@ -8,6 +8,7 @@
 #include "od/core.h"
 #include "od/log.h"
 #include "od/metrics.h"
+#include "od/utf8.h"
 
 typedef struct route {
     char *method;
@@ -448,6 +449,11 @@ char *od_http_query(h2o_req_t *req, const char *name, int *bad)
                 }
             }
             *o = '\0';
+            /* decoded bytes go into JSON (jansson refuses invalid UTF-8) and SQL */
+            if (od_utf8_check(out, (size_t)(o - out)) != 0) {
+                *bad = 1;
+                return NULL;
+            }
             return out;
         }
         q = amp + 1;

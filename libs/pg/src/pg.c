@@ -743,6 +743,17 @@ const char *od_pg_sqlstate(const PGresult *res)
     return s != NULL ? s : "";
 }
 
+od_pg_err_kind_t od_pg_error_kind(const PGresult *res)
+{
+    const char *s = od_pg_sqlstate(res);
+    if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
+        return OD_PG_ERR_INPUT;
+    if (s[0] == '\0' || strncmp(s, "08", 2) == 0 || strncmp(s, "40", 2) == 0 || strncmp(s, "53", 2) == 0 ||
+        strncmp(s, "57", 2) == 0 || strncmp(s, "58", 2) == 0 || strcmp(s, "55P03") == 0)
+        return OD_PG_ERR_RETRIABLE;
+    return OD_PG_ERR_BUG;
+}
+
 const char *od_pg_errmsg(const PGresult *res)
 {
     if (res == NULL)

@@ -20,7 +20,7 @@
  *
  *     YYYY-MM-DD ("T" | "t") HH:MM:SS [ "." 1*9DIGIT ] ("Z" | "z" | ("+" | "-") HH:MM)
  *
- * - year 0000–9999, real month lengths (Feb 29 in Gregorian leap years only),
+ * - year 0001–9999 (PostgreSQL has no year 0), real month lengths (Feb 29 in Gregorian leap years only),
  *   hour ≤ 23, minute ≤ 59, offset hours ≤ 23 and minutes ≤ 59; "-00:00"
  *   means UTC. A space separator, missing seconds, ",", and more than 9
  *   fraction digits are rejected.
@@ -29,8 +29,9 @@
  *   UTC (after applying the offset; any day — no leap-second table), and is
  *   clamped to 23:59:59.999999 UTC so it sorts after every other instant of
  *   that day and before the next day.
- * - the resulting UTC instant must itself fall in years 0000–9999, so every
- *   parsed value can be formatted ("0000-01-01T00:00:00+01:00" is rejected).
+ * - the resulting UTC instant must itself fall in years 0001–9999, so every
+ *   parsed value can be formatted and stored ("0001-01-01T00:00:00+01:00" is
+ *   rejected).
  *
  * On success returns 0 and stores the instant in `*out_us`. On failure
  * returns -1, leaves `*out_us` alone and, if `errcode` is not NULL, sets it
@@ -44,7 +45,7 @@ int od_rfc3339_parse(const char *s, size_t len, int64_t *out_us, const char **er
  * fixed width so that string order equals time order in API output, CSV
  * exports and cursors. Writes a NUL-terminated string to `buf` and returns
  * its length (24), or returns 0 with `buf` empty if `us` is outside years
- * 0000–9999 UTC (never the case for a value from od_rfc3339_parse).
+ * 0001–9999 UTC (never the case for a value from od_rfc3339_parse).
  */
 size_t od_rfc3339_format(int64_t us, char buf[OD_RFC3339_BUF_SIZE]);
 

@@ -76,7 +76,8 @@ void od_http_problem_field(h2o_req_t *req, int status, const char *code, const c
 h2o_iovec_t od_http_header(h2o_req_t *req, const char *name);
 /**
  * Percent-decoded value of query parameter `name` allocated in the request
- * pool, or NULL if absent. Sets *bad = 1 when the encoding is invalid.
+ * pool, or NULL if absent. Sets *bad = 1 (and returns NULL) when the
+ * encoding is invalid or the decoded value is not UTF-8 without NUL.
  */
 char *od_http_query(h2o_req_t *req, const char *name, int *bad);
 /** 1 if the request method is `m`. */

@@ -68,6 +68,20 @@ int od_pg_inflight(const od_pg_t *pg);
  */
 void od_pg_close(od_pg_t *pg);
 
+/** What an error result says about retrying (od_pg_error_kind). */
+typedef enum od_pg_err_kind {
+    OD_PG_ERR_RETRIABLE, /**< not the statement's fault: no SQLSTATE (libpq), 08 connection, 40 rollback
+                              (serialization, deadlock), 53 resources, 57 operator (shutdown, canceled),
+                              58 system, 55P03 lock timeout. The same statement may succeed later. */
+    OD_PG_ERR_INPUT,     /**< the values sent are bad: 22 data exception (out of range, invalid text),
+                              23 integrity constraint. Retrying cannot help; the sender is told. */
+    OD_PG_ERR_BUG,       /**< anything else (a missing function during a migration, a syntax error):
+                              ours to fix; a retry may succeed once it is fixed */
+} od_pg_err_kind_t;
+
+/** Classifies an error result by its SQLSTATE (NULL or no SQLSTATE: retriable). */
+od_pg_err_kind_t od_pg_error_kind(const PGresult *res);
+
 /** SQLSTATE of an error result ("" if none, or if `res` is NULL). */
 const char *od_pg_sqlstate(const PGresult *res);
 /** Primary error message of an error result ("" if none, or if `res` is NULL). */

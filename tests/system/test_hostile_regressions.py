@@ -1,0 +1,162 @@
+"""Regressions of the faults issue 18 found by attacking the API, one test each,
+named after the fault. Each failed before its fix: a crash of the ingress, a
+503 for bad input, a revoked key that kept its event stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from harness import wait_until
+from helpers_pipeline import NO_LIMITS, assert_problem
+
+CSV = b"phone,name\r\n+34600000010,Ana\r\n"
+
+
+@pytest.fixture(scope="module")
+def proj(system):
+    return system.new_project(**NO_LIMITS)
+
+
+def _batches_count(system, project_id: str) -> int:
+    return int(system.scalar(f"select count(*) from batches where project_id = '{project_id}'"))
+
+
+def _multipart(fields: list[tuple[bytes, bytes, bytes | None]]) -> tuple[bytes, str]:
+    """A multipart/form-data body from raw (name, value, filename) parts, bytes kept as they are."""
+    boundary = "b" + uuid.uuid4().hex
+    out = b""
+    for name, value, filename in fields:
+        disp = b'form-data; name="' + name + b'"'
+        if filename is not None:
+            disp += b'; filename="' + filename + b'"'
+        out += b"--" + boundary.encode() + b"\r\nContent-Disposition: " + disp + b"\r\n\r\n" + value + b"\r\n"
+    out += b"--" + boundary.encode() + b"--\r\n"
+    return out, f"multipart/form-data; boundary={boundary}"
+
+
+def _post_batch(system, key: str, body: bytes, ctype: str, query: str = "") -> requests.Response:
+    return requests.post(f"{system.url}/v1/batches{query}", data=body, timeout=30,
+                         headers={"Authorization": f"Bearer {key}", "Content-Type": ctype})
+
+
+@pytest.mark.parametrize("query", ["?scenario=%FF", "?scenario=appointment_reminder&file_name=%C3%28.csv",
+                                   "?scenario=appointment_reminder&calling_windows=%ED%A0%80",
+                                   "?scenario=%F0%9F%98"])
+def test_batch_query_setting_not_utf8_killed_the_ingress(system, proj, query):
+    before = _batches_count(system, proj.id)
+    r = _post_batch(system, proj.key, CSV, "text/csv", query)
+    p = assert_problem(r, 400, "invalid_parameter")
+    assert p["errors"][0]["field"] == "query", p
+    assert system.ingress.running(), "ingress died"
+    assert _batches_count(system, proj.id) == before
+
+
+@pytest.mark.parametrize("parts,field", [
+    ([(b"scenario", b"appointment_reminder", None), (b"file", CSV, b"\xff\xfe.csv")], "file_name"),
+    ([(b"scenario", b"appointment_reminder", None), (b"file", CSV, b"a\xc0\xafb.csv")], "file_name"),
+    ([(b"scenario", b"\xffappointment", None), (b"file", CSV, b"c.csv")], "scenario"),
+    ([(b"scenario", b"appointment_reminder\x00x", None), (b"file", CSV, b"c.csv")], "scenario"),
+    ([(b"scenario", b"appointment_reminder", None), (b"start_at", b"\xe2\x82", None),
+      (b"file", CSV, b"c.csv")], "start_at"),
+    ([(b"scenario", b"appointment_reminder", None), (b"pacing_per_min", b"5\x00", None),
+      (b"file", CSV, b"c.csv")], "pacing_per_min"),
+], ids=["filename-ff", "filename-overlong", "scenario-ff", "scenario-nul", "start_at-truncated", "pacing-nul"])
+def test_multipart_part_not_utf8_killed_the_ingress(system, proj, parts, field):
+    before = _batches_count(system, proj.id)
+    body, ctype = _multipart(parts)
+    r = _post_batch(system, proj.key, body, ctype)
+    p = assert_problem(r, 400, "invalid_parameter")
+    assert p["errors"][0]["field"] == field, p
+    assert system.ingress.running(), "ingress died"
+    assert _batches_count(system, proj.id) == before
+
+
+def test_multipart_unknown_part_not_utf8_is_ignored(system, proj):
+    body, ctype = _multipart([(b"scenario", b"appointment_reminder", None), (b"\xffnote", b"\xff", None),
+                              (b"file", CSV, "ñ.csv".encode())])
+    r = _post_batch(system, proj.key, body, ctype)
+    assert r.status_code == 201, r.text
+    assert r.json()["file_name"] == "ñ.csv"
+
+
+def test_batch_file_name_overlong(system, proj):
+    r = _post_batch(system, proj.key, CSV, "text/csv", "?scenario=appointment_reminder&file_name=" + "a" * 256)
+    p = assert_problem(r, 400, "invalid_parameter")
+    assert p["errors"][0]["field"] == "file_name", p
+
+
+@pytest.mark.parametrize("path,field", [
+    ("/v1/audit-log?cursor=99999999999999999999", "cursor"),
+    ("/v1/audit-log?cursor=-99999999999999999999", "cursor"),
+    ("/v1/calls?since=0000-01-01T00:00:00Z", "since"),
+    ("/v1/calls?until=0000-12-31T23:59:59Z", "until"),
+    ("/v1/calls?since=0001-01-01T00:00:00%2B00:01", "since"),
+    ("/v1/billing?from=0000-01-01T00:00:00Z", "from"),
+    ("/v1/billing?to=0000-06-01T00:00:00Z", "to"),
+    ("/v1/calls?phone=%FF", "query"),
+    ("/v1/audit-log?action=%C0%80", "query"),
+])
+def test_bad_parameter_answered_503(system, proj, path, field):
+    """Bad input reached PostgreSQL, whose refusal was answered 503 "the database is unavailable"."""
+    r = requests.get(system.url + path, headers={"Authorization": f"Bearer {proj.admin_key}"}, timeout=10)
+    p = assert_problem(r, 400, "invalid_parameter")
+    assert p["errors"][0]["field"] == field, p
+    assert system.ingress.running(), "ingress died"
+
+
+def test_year_one_is_accepted(system, proj):
+    r = requests.get(system.url + "/v1/calls?since=0001-01-01T00:00:00Z",
+                     headers={"Authorization": f"Bearer {proj.admin_key}"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+class _Stream:
+    """GET /v1/events read on a thread; `ended` is set when the server ends it."""
+
+    def __init__(self, url: str, key: str):
+        self.lines: list[str] = []
+        self.status = 0
+        self.ended = threading.Event()
+        self._t = threading.Thread(target=self._read, args=(url, key), daemon=True)
+        self._t.start()
+
+    def _read(self, url: str, key: str) -> None:
+        try:
+            with requests.get(f"{url}/v1/events", headers={"Authorization": f"Bearer {key}"},
+                              stream=True, timeout=(5, 30)) as resp:
+                self.status = resp.status_code
+                for line in resp.iter_lines(decode_unicode=True):
+                    self.lines.append(line)
+        except requests.RequestException:
+            pass  # ended as failed: a client would reconnect
+        self.ended.set()
+
+    def opened(self) -> bool:
+        return any(ln.startswith(": open") for ln in self.lines)
+
+
+def test_revoked_key_kept_its_event_stream(system, proj):
+    """A stream authenticated when it opened kept streaming after its key was
+    revoked; it must end within the revocation time (5 s), its reconnection
+    is refused, and the streams of other keys go on."""
+    key = proj.admin.post("/v1/api-keys", json={"name": "stream", "scopes": ["sessions:read"]}).json()
+    revoked_stream, other = _Stream(system.url, key["key"]), _Stream(system.url, proj.key)
+    wait_until(lambda: revoked_stream.opened() and other.opened(), 10, 0.05, what="both streams to open")
+    time.sleep(0.5)
+    assert not revoked_stream.ended.is_set(), "the stream ended before the revocation"
+    r = proj.admin.delete(f"/v1/api-keys/{key['id']}")
+    assert r.status_code in (200, 204), r.text
+    revoked = time.monotonic()
+    assert revoked_stream.ended.wait(8), "the stream of a revoked key is still open 8 s after the revocation"
+    took = time.monotonic() - revoked
+    assert took <= 5.5, f"the stream ended {took:.1f} s after the revocation"
+    wait_until(lambda: requests.get(f"{system.url}/v1/events", timeout=5,
+                                    headers={"Authorization": f"Bearer {key['key']}"}).status_code == 401,
+               6, 0.2, what="the revoked key to be refused")
+    assert not other.ended.is_set(), "the stream of a key that was not revoked ended too"
