@@ -60,7 +60,7 @@ static void cb_ended(void *arg, const provider_result_t *res)
     c->h = NULL;
 }
 
-static const provider_cbs_t cbs = {cb_ringing, cb_answered, cb_machine, cb_ended};
+static const provider_cbs_t cbs = {cb_ringing, cb_answered, cb_machine, cb_ended, NULL};
 
 static void dial(int i)
 {

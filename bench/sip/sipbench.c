@@ -77,7 +77,7 @@ static void cb_ended(void *arg, const provider_result_t *res)
     free(c);
 }
 
-static const provider_cbs_t cbs = {cb_ringing, cb_answered, cb_machine, cb_ended};
+static const provider_cbs_t cbs = {cb_ringing, cb_answered, cb_machine, cb_ended, NULL};
 
 static void on_dial_tick(uv_timer_t *t)
 {

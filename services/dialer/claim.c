@@ -119,6 +119,7 @@ static void on_claim(void *arg, int status, PGresult *res)
         }
         /* the claim is committed: this dialer owns the call, even while draining or revoked */
         od_kcons_done(d->kcons, call->tok);
+        dialer__lease_claimed(call);
         dialer__dial(call, PQgetvalue(res, 0, 0));
         return;
     case OD_PG_EQUERY:
@@ -140,6 +141,7 @@ void dialer__claim(dcall_t *call)
     dialer_t *d = call->d;
     const char *params[4] = {call->id, d->dialer_id, d->lease_s_text, call->claim_token};
     call->claim_inflight = 1;
+    call->lease_sent_ms = od_mono_ms(); /* PostgreSQL's lease starts later than this: a safe lower bound */
     if (od_pg_query(d->pg, "claim", 4, params, on_claim, call) != 0) {
         call->claim_inflight = 0;
         retry_later(call, "no postgresql connection");

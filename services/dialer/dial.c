@@ -101,6 +101,14 @@ void dialer__keep_recording(dcall_t *call, const od_call_recording_t *rec)
 void dialer__end_call(dcall_t *call, const provider_result_t *res)
 {
     dialer_t *d = call->d;
+    provider_result_t lost;
+    if (call->lease_lost && res->final_state != OD_FINAL_INTERNAL_ERROR) {
+        /* hung up because the lease was lost: the reaper fails it as internal_error, and so do we */
+        lost = (provider_result_t){.final_state = OD_FINAL_INTERNAL_ERROR, .goal_completed = -1,
+                                   .detail = "dialer: the call's lease was lost (PostgreSQL unreachable); hung up",
+                                   .component = "dialer", .recording = res->recording};
+        res = &lost;
+    }
     call->state = DCALL_ENDED;
     call->handle = NULL;
     od_call_event_t *ev = push_event(call, od_final_state_status(res->final_state), res->detail);
@@ -162,7 +170,16 @@ static void on_ended(void *arg, const provider_result_t *res)
         dialer__end_call(call, res);
 }
 
-static const provider_cbs_t dial_cbs = {on_ringing, on_answered, on_machine, on_ended};
+static int on_may_dial(void *arg)
+{
+    dcall_t *call = arg;
+    int ok = dialer__lease_held(call);
+    if (!ok)
+        od_log(OD_LOG_WARN, call->id, "not dialed: its lease can no longer be proven (it waited past it)");
+    return ok;
+}
+
+static const provider_cbs_t dial_cbs = {on_ringing, on_answered, on_machine, on_ended, on_may_dial};
 
 static const char *str_or_null(json_t *obj, const char *key)
 {
@@ -196,6 +213,16 @@ void dialer__dial(dcall_t *call, const char *claim_json)
         return;
     }
 
+    if (!dialer__lease_held(call)) {
+        /* the claim's answer came too late (PostgreSQL slow or cut off): the reaper may already own it */
+        od_log(OD_LOG_WARN, call->id, "not dialed: its lease ran out before the claim's answer was read");
+        json_decref(claim);
+        provider_result_t res = {.final_state = OD_FINAL_INTERNAL_ERROR, .goal_completed = -1,
+                                 .detail = "dialer: the call's lease ran out before it could be dialed",
+                                 .component = "dialer"};
+        dialer__end_call(call, &res);
+        return;
+    }
     provider_req_t req = {
         .call_id = call->id,
         .project_id = call->project_id,
@@ -205,8 +232,10 @@ void dialer__dial(dcall_t *call, const char *claim_json)
         .disclosure = str_or_null(claim, "disclosure"),
         .metadata = json_object_get(claim, "metadata"),
     };
-    od_log(OD_LOG_INFO, call->id, "dialing %s (scenario %s, caller id %s)", phone, req.scenario ? req.scenario : "-",
+    /* the callee's number is personal data: at info level the call id says which call it is */
+    od_log(OD_LOG_INFO, call->id, "dialing (scenario %s, caller id %s)", req.scenario ? req.scenario : "-",
            req.caller_id ? req.caller_id : "-");
+    od_log(OD_LOG_DEBUG, call->id, "dialing %s", phone);
     int rc = d->provider->ops->dial(d->provider, &req, &dial_cbs, call, &call->handle, err, sizeof(err));
     call->claim = claim; /* the engine session needs it after answer */
     if (rc != 0) {

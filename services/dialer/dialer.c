@@ -14,7 +14,7 @@
 
 static const od_pg_stmt_t dialer_stmts[] = {
     {"claim", "SELECT od_claim($1::uuid, $2, $3::integer, $4::uuid)::text"},
-    {"renew", "SELECT od_lease_renew($1, $2::uuid[], $3::integer)"},
+    {"renew", "SELECT od_lease_renew($1, $2::uuid[], $3::integer)::text"},
     {"release", "SELECT od_lease_release($1, $2::uuid[])"},
 };
 

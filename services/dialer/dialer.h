@@ -87,6 +87,11 @@ typedef struct dcall {
     int claim_inflight;      /**< 1 while the claim query is out */
     int dropped;             /**< drain or revoke: give up the unclaimed message */
     provider_call_t *handle; /**< provider's call while ACTIVE */
+    /* the lease (lease.c): this dialer may dial and keep the call only before lease_deadline_ms */
+    int64_t lease_sent_ms;     /**< od_mono_ms when the claim or the renewal in flight was sent */
+    int64_t lease_deadline_ms; /**< od_mono_ms by which the lease PostgreSQL holds has surely not run out */
+    int renewing;              /**< in the renewal in flight */
+    int lease_lost;            /**< the deadline passed or a renewal did not find it ours: hung up, ends internal_error */
     /* events of this call not yet delivered, in order; evq[0] is in flight when ev_inflight */
     od_call_event_t evq[DCALL_MAXEV];
     int nev;
@@ -131,6 +136,8 @@ struct dialer {
     /* lease.c */
     uv_timer_t renew_timer;
     int renew_inflight;
+    int64_t renew_sent_ms;
+    uv_timer_t lease_watch;   /**< hangs up the calls whose lease deadline passed */
     uv_timer_t release_timer;
     dcall_t **release; /**< RELEASING calls in order; the first nreleasing are in the query in flight */
     int nrelease, caprelease;
@@ -185,6 +192,13 @@ void dialer__engine_close(dialer_engine_t *e);
 
 /* lease.c */
 void dialer__lease_init(dialer_t *d);
+/** A claim committed: the call's lease runs from when the claim was sent (call->lease_sent_ms). */
+void dialer__lease_claimed(dcall_t *call);
+/**
+ * 1 if the call may still be dialed: its lease deadline is more than a
+ * safety margin away and no renewal found it lost. Never dial without it.
+ */
+int dialer__lease_held(dcall_t *call);
 /** Queues the lease release of a call whose final event is delivered. */
 void dialer__lease_release(dcall_t *call);
 /** Stops the lease timers (drain finished). */

@@ -63,6 +63,13 @@ typedef struct provider_cbs {
     void (*answered)(void *arg);         /**< answered: the conversation (or a machine) is on the line */
     void (*machine_detected)(void *arg); /**< the answer was a voicemail box / machine; ended() follows */
     void (*ended)(void *arg, const provider_result_t *res); /**< final; the handle is gone after this */
+    /**
+     * Asked right before the call is placed (the INVITE sent), after any wait
+     * in a trunk's queue: 1 if it may still be, 0 if not (the dialer can no
+     * longer prove it holds the call's lease). On 0 the provider places
+     * nothing and ends the call (ended() with internal_error). NULL: always 1.
+     */
+    int (*may_dial)(void *arg);
 } provider_cbs_t;
 
 /** Where the audio of an answered call flows (the session's media endpoints, for the conversation engine). */

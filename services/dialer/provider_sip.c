@@ -1128,6 +1128,11 @@ static void pump(sip_trunk_t *t)
             return;
         }
         provider_call_t *c = t->queue_tail; /* oldest first */
+        if (c->cbs->may_dial != NULL && !c->cbs->may_dial(c->arg)) {
+            /* out of the queue without taking the trunk's pace or a slot */
+            finish(c, OD_FINAL_INTERNAL_ERROR, "dialer: the call's lease was lost while it waited for the trunk");
+            continue;
+        }
         t->queue_tail = c->prev;
         list_remove(&t->queue, c);
         list_push(&sip->calls, c);
