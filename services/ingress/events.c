@@ -416,6 +416,16 @@ void ingress__events(ctx_t *ctx, h2o_req_t *req)
         ingress__ctx_free(ctx);
         return;
     }
+    int64_t mine = 0;
+    for (sse_stream_t *s = ctx->in->sse_head; s != NULL; s = s->next)
+        mine += !s->gone && !s->ending && strcmp(s->ctx->key.key_id, ctx->key.key_id) == 0;
+    if (mine >= ctx->in->conf->events_max_streams_per_key) {
+        /* one key cannot take the streams every other tenant needs */
+        ingress__reply_problem(ctx, 429, "too_many_streams",
+                               "this API key has as many event streams open as it may; close one first", NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
     ingress__api_run(ctx, "events_api", "open_events", json_object(), on_opened);
 }
 

@@ -988,8 +988,10 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
     ingress_t *in = od_calloc(1, sizeof(*in));
     in->svc = svc;
     in->conf = conf;
-    in->pg = od_pg_new(svc->loop, "ingress", conf->common.pg_dsn, (int)conf->common.pg_conns, stmts,
-                       OD_ARRAY_SIZE(stmts));
+    char options[64];
+    snprintf(options, sizeof(options), "-c statement_timeout=%lld", (long long)conf->statement_timeout_ms);
+    in->pg = od_pg_new_opts(svc->loop, "ingress", conf->common.pg_dsn, options, (int)conf->common.pg_conns, stmts,
+                            OD_ARRAY_SIZE(stmts));
     in->kp = od_kprod_new(svc->loop, conf->common.kafka_brokers, "outdial-ingress", NULL, err, sizeof(err));
     if (in->kp == NULL) {
         od_error("kafka: %s", err);

@@ -12,6 +12,8 @@ typedef struct ingress_conf {
     od_common_conf_t common;
     char *openapi_path;      /**< OUTDIAL_OPENAPI_PATH */
     int64_t auth_cache_ms;   /**< OUTDIAL_AUTH_CACHE_MS */
+    int64_t events_max_streams_per_key; /**< OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY */
+    int64_t statement_timeout_ms;       /**< OUTDIAL_STATEMENT_TIMEOUT_MS */
     int64_t publish_wait_ms; /**< OUTDIAL_PUBLISH_WAIT_MS */
     int64_t max_body;        /**< OUTDIAL_MAX_BODY */
     int64_t accept_batch;    /**< OUTDIAL_ACCEPT_BATCH */

@@ -29,6 +29,11 @@ static const od_conf_item_t conf_table[] = {
                 "most data rows in one CSV batch (422 csv_too_many_rows beyond)"),
     OD_CONF_INT(ingress_conf_t, events_max_streams, "OUTDIAL_EVENTS_MAX_STREAMS", "10000", 1, 1000000,
                 "most GET /v1/events streams open on this ingress (503 too_many_streams beyond)"),
+    OD_CONF_INT(ingress_conf_t, events_max_streams_per_key, "OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY", "10", 1, 1000000,
+                "most GET /v1/events streams of one API key open on this ingress (429 too_many_streams beyond)"),
+    OD_CONF_INT(ingress_conf_t, statement_timeout_ms, "OUTDIAL_STATEMENT_TIMEOUT_MS", "20000", 0, 3600000,
+                "PostgreSQL statement_timeout of the API's statements (one tenant's heavy request cannot hold a "
+                "connection longer; 503 beyond); 0: none. Batch imports run on their own connection, without it"),
     OD_CONF_BOOL(ingress_conf_t, webhook_allow_private, "OUTDIAL_WEBHOOK_ALLOW_PRIVATE", "0",
                  "accept webhook URLs that resolve to loopback, private or link-local addresses (local runs only)"),
 };

@@ -16,6 +16,8 @@ from harness import wait_until
 from helpers_pipeline import NO_LIMITS, assert_problem
 
 CSV = b"phone,name\r\n+34600000010,Ana\r\n"
+STREAMS_PER_KEY = 3
+SYSTEM_ENV = {"OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY": str(STREAMS_PER_KEY)}
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +162,15 @@ def test_revoked_key_kept_its_event_stream(system, proj):
                                     headers={"Authorization": f"Bearer {key['key']}"}).status_code == 401,
                6, 0.2, what="the revoked key to be refused")
     assert not other.ended.is_set(), "the stream of a key that was not revoked ended too"
+
+
+def test_one_key_could_open_every_stream_of_an_ingress(system, proj):
+    """Event streams are capped per key (OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY),
+    so one tenant cannot hold the streams every other one needs."""
+    key = proj.admin.post("/v1/api-keys", json={"name": "streams", "scopes": ["sessions:read"]}).json()["key"]
+    streams = [_Stream(system.url, key) for _ in range(STREAMS_PER_KEY)]
+    wait_until(lambda: all(s.opened() for s in streams), 10, 0.05, what="the streams to open")
+    r = requests.get(f"{system.url}/v1/events", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    assert_problem(r, 429, "too_many_streams")
+    other = _Stream(system.url, proj.key)  # another key of the same project is not held back
+    wait_until(other.opened, 10, 0.05, what="another key's stream to open")

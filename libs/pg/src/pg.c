@@ -77,6 +77,7 @@ struct od_pg {
     uv_loop_t *loop;
     char *name;
     char *dsn;
+    char *options; /* libpq "options" (e.g. "-c statement_timeout=20000"), a default the DSN may override */
     const od_pg_stmt_t *stmts;
     size_t nstmts;
     int nconns;
@@ -110,6 +111,7 @@ static void pool_free_if_done(od_pg_t *pg)
     free(pg->conns);
     free(pg->name);
     free(pg->dsn);
+    free(pg->options);
     free(pg);
 }
 
@@ -388,8 +390,8 @@ static void conn_connect(conn_t *conn)
     /* Keywords before "dbname" are defaults that the DSN (expanded in place
      * of dbname, URI or key=value) overrides. */
     static const char *const keywords[] = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                                           "fallback_application_name", "dbname", NULL};
-    const char *values[] = {"1", "5", "2", "3", pg->name, pg->dsn, NULL};
+                                           "fallback_application_name", "options", "dbname", NULL};
+    const char *values[] = {"1", "5", "2", "3", pg->name, pg->options, pg->dsn, NULL};
     conn->pgc = PQconnectStartParams(keywords, values, 1);
     if (conn->pgc == NULL) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory in PQconnectStartParams\"}\n");
@@ -620,11 +622,18 @@ static void on_idle(uv_idle_t *idle)
 od_pg_t *od_pg_new(uv_loop_t *loop, const char *name, const char *dsn, int nconns, const od_pg_stmt_t *stmts,
                    size_t nstmts)
 {
+    return od_pg_new_opts(loop, name, dsn, NULL, nconns, stmts, nstmts);
+}
+
+od_pg_t *od_pg_new_opts(uv_loop_t *loop, const char *name, const char *dsn, const char *options, int nconns,
+                        const od_pg_stmt_t *stmts, size_t nstmts)
+{
     assert(loop != NULL && name != NULL && dsn != NULL && nconns >= 1 && (stmts != NULL || nstmts == 0));
     od_pg_t *pg = od_calloc(1, sizeof(*pg));
     pg->loop = loop;
     pg->name = od_strdup(name);
     pg->dsn = od_strdup(dsn);
+    pg->options = options != NULL ? od_strdup(options) : NULL;
     pg->stmts = stmts;
     pg->nstmts = nstmts;
     pg->nconns = nconns;

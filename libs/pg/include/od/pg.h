@@ -46,6 +46,13 @@ typedef void (*od_pg_cb)(void *arg, int status, PGresult *res);
  */
 od_pg_t *od_pg_new(uv_loop_t *loop, const char *name, const char *dsn, int nconns, const od_pg_stmt_t *stmts,
                    size_t nstmts);
+/**
+ * The same, with libpq `options` for every connection (e.g. "-c
+ * statement_timeout=20000"), a default that an `options` in `dsn` overrides.
+ * NULL: none.
+ */
+od_pg_t *od_pg_new_opts(uv_loop_t *loop, const char *name, const char *dsn, const char *options, int nconns,
+                        const od_pg_stmt_t *stmts, size_t nstmts);
 
 /**
  * Sends prepared statement `stmt` with text parameters (`values[i]` NULL is
