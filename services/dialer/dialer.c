@@ -264,8 +264,11 @@ dialer_t *dialer_new(od_svc_t *svc, const dialer_conf_t *conf)
         return NULL;
     }
 
-    d->pg = od_pg_new(d->loop, "dialer", conf->common.pg_dsn, (int)conf->common.pg_conns, dialer_stmts,
-                      OD_ARRAY_SIZE(dialer_stmts));
+    /* the claim reads calling windows on this clock (021_claim.sql) */
+    char options[80];
+    snprintf(options, sizeof(options), "-c outdial.test_clock_offset_ms=%lld", (long long)conf->clock_offset_s * 1000);
+    d->pg = od_pg_new_opts(d->loop, "dialer", conf->common.pg_dsn, conf->clock_offset_s != 0 ? options : NULL,
+                           (int)conf->common.pg_conns, dialer_stmts, OD_ARRAY_SIZE(dialer_stmts));
 
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "outdial-dialer-%s", d->dialer_id);

@@ -34,6 +34,7 @@ typedef struct dialer_conf {
     od_common_conf_t common;
     int64_t max_calls;   /**< OUTDIAL_DIALER_MAX_CALLS */
     int64_t lease_s;     /**< OUTDIAL_DIALER_LEASE_S */
+    int64_t clock_offset_s; /**< OUTDIAL_DIALER_TEST_CLOCK_OFFSET_S */
     char *dialer_id;     /**< OUTDIAL_DIALER_ID (empty: <hostname>-<pid>) */
     char *provider;      /**< OUTDIAL_DIALER_PROVIDER */
     double sim_scale;    /**< OUTDIAL_SIM_TIME_SCALE */

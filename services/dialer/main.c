@@ -18,6 +18,9 @@ static const od_conf_item_t conf_table[] = {
     OD_CONF_INT(dialer_conf_t, lease_s, "OUTDIAL_DIALER_LEASE_S", "30", 3, 3600,
                 "lease of a claimed call, renewed every third of it; a dialer silent that long "
                 "has its calls ended as internal_error"),
+    OD_CONF_INT(dialer_conf_t, clock_offset_s, "OUTDIAL_DIALER_TEST_CLOCK_OFFSET_S", "0", -400000000, 400000000,
+                "tests only: seconds added to the clock on which the claim reads calling windows again (as "
+                "OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S for the scheduler); leave 0 in production"),
     OD_CONF_STR(dialer_conf_t, dialer_id, "OUTDIAL_DIALER_ID", "",
                 "this dialer's id in the claims (empty: <hostname>-<pid>)"),
     OD_CONF_STR(dialer_conf_t, provider, "OUTDIAL_DIALER_PROVIDER", "sim", "telephony provider: sim or sip"),

@@ -3,6 +3,7 @@ recipient's local time, from the number's time zones (libphonenumber's map),
 applied by the scheduler at dispatch with the system tzdata.
 
 The windows are read on the scheduler's test clock: OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S
+(and the dialer's, OUTDIAL_DIALER_TEST_CLOCK_OFFSET_S, whose claim reads them again)
 (seconds added to the clock of the windows only; pacing and due times keep
 the real clock), so "it is 20:59 in New York" needs no waiting. Each test
 that needs a moment restarts the scheduler with its offset (set_clock).
@@ -30,11 +31,14 @@ PERTH_OR_ADELAIDE = "+61891234560"  # area 08: Australia/Adelaide and Australia/
 
 
 def set_clock(system, local: str) -> None:
-    """Restarts the scheduler with its windows' clock reading `local` (ISO 8601 with offset) now
-    (to the second: the offset is whole seconds, so bounds on hold lengths allow a few)."""
+    """Restarts the scheduler and the dialer (whose claim reads the windows again) with their windows'
+    clock reading `local` (ISO 8601 with offset) now (to the second: the offset is whole seconds, so
+    bounds on hold lengths allow a few)."""
     offset = round(datetime.fromisoformat(local).timestamp() - time.time())
     system.scheduler.env["OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S"] = str(offset)
+    system.dialer.env["OUTDIAL_DIALER_TEST_CLOCK_OFFSET_S"] = str(offset)
     system.scheduler.restart()
+    system.dialer.restart()
 
 
 def windows_project(system, windows: str | None):

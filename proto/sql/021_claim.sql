@@ -1,5 +1,8 @@
--- 021: a lease is proven only while it is live (issue 18, finding 3).
+-- 021: the claim, the last door before a dial: a lease is proven only while
+-- it is live, and the do-not-call list and the calling windows are checked
+-- again (issue 18).
 --
+-- A lease (finding 3).
 -- A dialer cut off from PostgreSQL past its lease went on dialing: the
 -- reaper failed the call (internal_error), the customer retried it, and the
 -- person was called twice. The dialer now keeps a local deadline per call
@@ -12,6 +15,18 @@
 -- - od_claim_cas: a claim retried with its token (its answer was lost)
 --   returns the call only while this dialer's lease on it is live; else the
 --   reaper owns it and the dialer must not dial it.
+--
+-- Re-checked at the dial. A dispatch can wait in Kafka (a dialer's backlog,
+-- a rebalance) after od_dispatch checked the call; what changed meanwhile
+-- is checked again here, in the claim's transaction:
+-- - a number put on the DNC list meanwhile: the call ends dnc_blocked, as at
+--   dispatch, and is not dialed;
+-- - calling windows (the ones od_dispatch applied, kept on the call) closed
+--   meanwhile: the call goes back to the scheduler (not dispatched, due at
+--   the next opening, window_held_until set), as a hold at dispatch does.
+--   The windows' clock is the session's test clock when the dialer sets one
+--   (outdial.test_clock_offset_ms, from OUTDIAL_DIALER_TEST_CLOCK_OFFSET_S,
+--   as the scheduler's OUTDIAL_SCHED_TEST_CLOCK_OFFSET_S); else now.
 --
 -- (Both are restated whole, as the migrations before this one do; issue 19
 -- moves every function to one file of its own.)
@@ -36,8 +51,32 @@ $$;
 CREATE OR REPLACE FUNCTION od_claim_cas(p_id uuid, p_dialer text, p_lease_s integer, p_token uuid) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    c calls;
+    c      calls;
+    v_open timestamptz;
+    wnow   timestamptz := clock_timestamp()
+                          + make_interval(secs => coalesce(nullif(current_setting('outdial.test_clock_offset_ms', true),
+                                                                  ''), '0')::bigint / 1000.0);
 BEGIN
+    SELECT * INTO c FROM calls WHERE id = p_id AND status = 'queued' AND dispatched_at IS NOT NULL FOR UPDATE;
+    IF FOUND THEN
+        IF EXISTS (SELECT 1 FROM dnc d WHERE d.project_id = c.project_id AND d.phone = c.phone) THEN
+            UPDATE calls SET status = 'canceled', final_state = 'dnc_blocked', ended_at = now() WHERE id = p_id;
+            INSERT INTO call_events (call_id, status, at, detail)
+            VALUES (p_id, 'canceled', now(),
+                    'dnc_blocked: the number was put on the do-not-call list while the call waited to be dialed');
+            RETURN NULL;
+        END IF;
+        IF c.window_rules IS NOT NULL THEN
+            v_open := od_window_next_open(c.window_rules, c.window_zones, wnow);
+            IF v_open IS NULL OR v_open > wnow THEN
+                -- no window within 15 days: due now, so that od_dispatch decides (it cancels)
+                UPDATE calls SET dispatched_at = NULL, due_at = now() + (coalesce(v_open, wnow) - wnow),
+                                 window_held_until = coalesce(v_open, window_held_until)
+                 WHERE id = p_id;
+                RETURN NULL;
+            END IF;
+        END IF;
+    END IF;
     UPDATE calls SET status = 'dialing', dialed_at = now(), dialer_id = p_dialer, claim_token = p_token,
                      lease_until = now() + make_interval(secs => p_lease_s),
                      (disclosure, opt_out_script) = (
