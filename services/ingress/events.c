@@ -46,6 +46,7 @@ struct sse_stream {
     int ready;          /* h2o took the last chunk */
     int gone;           /* the request is over: nothing refers to the stream any more */
     int ending;         /* to be ended as soon as h2o takes the last chunk */
+    int overflow;       /* over EVENTS_MAX_PENDING: takes no more events, to be ended */
     od_buf_t pending;
     int64_t sent_ms;
     int64_t opened_ms; /* monotonic: a key check sent before it does not judge it */
@@ -135,6 +136,7 @@ static void stream_end(sse_stream_t *s, const char *why)
     od_info("events stream of project %s ended: %s", s->ctx->key.project_id, why);
     od_metric_add(m.dropped, 1);
     s->ending = 1;
+    od_buf_free(&s->pending); /* never sent now: not kept until h2o lets the stream go */
     if (s->ready) {
         od_http_stream_abort(s->stream); /* no callback after this */
         s->gone = 1;
@@ -146,6 +148,8 @@ static void stream_end(sse_stream_t *s, const char *why)
 /* Queues one event: `id: xid-id`, `event: call.<status>`, `data: {...}`. */
 static void stream_event(sse_stream_t *s, cursor_t c, json_t *ev)
 {
+    if (s->ending || s->gone || s->overflow)
+        return;
     const char *status = json_string_value(json_object_get(ev, "status"));
     char *data = json_dumps(ev, JSON_COMPACT);
     od_buf_printf(&s->pending, "id: %" PRIu64 "-%lld\nevent: call.%s\ndata: %s\n\n", c.xid, (long long)c.id,
@@ -153,6 +157,8 @@ static void stream_event(sse_stream_t *s, cursor_t c, json_t *ev)
     free(data);
     s->cur = c;
     od_metric_add(m.sent, 1);
+    if (s->pending.len > EVENTS_MAX_PENDING)
+        s->overflow = 1; /* checked while appending: a page cannot grow it past the cap; ended by the caller */
 }
 
 static void on_proceed(void *arg)
@@ -201,7 +207,7 @@ static void on_catch_up(void *arg, int status, PGresult *res)
         s->cur = next;
     json_decref(r);
     stream_flush(s);
-    if (s->pending.len > EVENTS_MAX_PENDING) {
+    if (s->overflow || s->pending.len > EVENTS_MAX_PENDING) {
         stream_end(s, "the client reads too slowly");
         return;
     }
@@ -267,7 +273,7 @@ static void on_poll(void *arg, int status, PGresult *res)
         if (s->pending.len == 0 && now - s->sent_ms >= EVENTS_HEARTBEAT_MS)
             od_buf_puts(&s->pending, ": heartbeat\n\n"); /* keeps proxies from closing an idle stream */
         stream_flush(s);
-        if (s->pending.len > EVENTS_MAX_PENDING)
+        if (s->overflow || s->pending.len > EVENTS_MAX_PENDING)
             stream_end(s, "the client reads too slowly");
         else if (!s->live && !s->query_inflight)
             catch_up(s);
@@ -402,6 +408,29 @@ static void on_opened(void *arg, int status, PGresult *res)
     catch_up(s);
 }
 
+static void on_cursor_checked(void *arg, int status, PGresult *res)
+{
+    ctx_t *ctx = arg;
+    if (status != OD_PG_OK) {
+        ingress__reply_failed(ctx, status, res, "events resume");
+        ingress__ctx_free(ctx);
+        return;
+    }
+    if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "Last-Event-ID is not an event of this project from the last %lld s: open the stream without it "
+                 "and read what was missed from GET /v1/calls?since=",
+                 (long long)ctx->in->conf->events_resume_window_s);
+        ingress__reply_problem(ctx, 410, "last_event_id_expired", detail,
+                               "[{\"field\":\"Last-Event-ID\",\"code\":\"last_event_id_expired\","
+                               "\"message\":\"unknown or too old a resume point\"}]");
+        ingress__ctx_free(ctx);
+        return;
+    }
+    ingress__api_run(ctx, "events_api", "open_events", json_object(), on_opened);
+}
+
 void ingress__events(ctx_t *ctx, h2o_req_t *req)
 {
     h2o_iovec_t last = od_http_header(req, "last-event-id");
@@ -426,7 +455,21 @@ void ingress__events(ctx_t *ctx, h2o_req_t *req)
         ingress__ctx_free(ctx);
         return;
     }
-    ingress__api_run(ctx, "events_api", "open_events", json_object(), on_opened);
+    if (last.base == NULL) {
+        ingress__api_run(ctx, "events_api", "open_events", json_object(), on_opened);
+        return;
+    }
+    /* a resume point must be one of the project's events within the window: an old or unknown one
+     * would read every project's history since then */
+    char xid[24], id[24], window[24];
+    snprintf(xid, sizeof(xid), "%" PRIu64, c.xid);
+    snprintf(id, sizeof(id), "%lld", (long long)c.id);
+    snprintf(window, sizeof(window), "%lld", (long long)ctx->in->conf->events_resume_window_s);
+    const char *params[4] = {xid, id, window, ctx->key.project_id};
+    if (od_pg_query(ctx->in->pg, "events_cursor_fresh", 4, params, on_cursor_checked, ctx) != 0) {
+        ingress__reply_unavailable(ctx);
+        ingress__ctx_free(ctx);
+    }
 }
 
 void ingress__events_init(ingress_t *in)

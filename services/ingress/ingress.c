@@ -968,6 +968,9 @@ static const od_pg_stmt_t stmts[] = {
     {"webhook_api", ACTOR_CTE "SELECT od_webhook_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_api", ACTOR_CTE "SELECT od_events_api($1::uuid, $2::uuid, $3::integer, $4, $5::jsonb)::text FROM actor"},
     {"events_since", "SELECT od_events_since($1::xid8, $2::bigint, $3::uuid[], $4::integer)::text"},
+    {"events_cursor_fresh", "SELECT e.at > now() - make_interval(secs => $3::integer) FROM call_events e "
+                            "JOIN calls c ON c.id = e.call_id WHERE e.xid = $1::xid8 AND e.id = $2::bigint "
+                            "AND c.project_id = $4::uuid"},
     {"events_keys_live", "SELECT coalesce(array_agg(id), '{}')::text FROM api_keys WHERE id = ANY($1::uuid[]) "
                          "AND revoked_at IS NULL"},
     {"batch_create", "WITH actor AS MATERIALIZED (SELECT set_config('outdial.actor', $3, true)) "

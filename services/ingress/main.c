@@ -31,6 +31,8 @@ static const od_conf_item_t conf_table[] = {
                 "most GET /v1/events streams open on this ingress (503 too_many_streams beyond)"),
     OD_CONF_INT(ingress_conf_t, events_max_streams_per_key, "OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY", "10", 1, 1000000,
                 "most GET /v1/events streams of one API key open on this ingress (429 too_many_streams beyond)"),
+    OD_CONF_INT(ingress_conf_t, events_resume_window_s, "OUTDIAL_EVENTS_RESUME_WINDOW_S", "86400", 60, 2592000,
+                "how old a Last-Event-ID GET /v1/events resumes from may be (410 last_event_id_expired beyond)"),
     OD_CONF_INT(ingress_conf_t, statement_timeout_ms, "OUTDIAL_STATEMENT_TIMEOUT_MS", "20000", 0, 3600000,
                 "PostgreSQL statement_timeout of the API's statements (one tenant's heavy request cannot hold a "
                 "connection longer; 503 beyond); 0: none. Batch imports run on their own connection, without it"),

@@ -17,7 +17,7 @@ from helpers_pipeline import NO_LIMITS, assert_problem
 
 CSV = b"phone,name\r\n+34600000010,Ana\r\n"
 STREAMS_PER_KEY = 3
-SYSTEM_ENV = {"OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY": str(STREAMS_PER_KEY)}
+SYSTEM_ENV = {"OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY": str(STREAMS_PER_KEY), "OUTDIAL_EVENTS_RESUME_WINDOW_S": "3600"}
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +174,34 @@ def test_one_key_could_open_every_stream_of_an_ingress(system, proj):
     assert_problem(r, 429, "too_many_streams")
     other = _Stream(system.url, proj.key)  # another key of the same project is not held back
     wait_until(other.opened, 10, 0.05, what="another key's stream to open")
+
+
+def test_old_last_event_id_scanned_every_projects_history(system, proj):
+    """A Last-Event-ID resumes only from one of the project's events within
+    OUTDIAL_EVENTS_RESUME_WINDOW_S: an old, unknown or foreign one is a 410
+    instead of a read of every project's history since then."""
+    other = system.new_project(**NO_LIMITS)
+    ids = [proj.api.create_call("+34600000010").json()["id"], other.api.create_call("+34600000010").json()["id"]]
+    wait_until(lambda: int(system.scalar("select count(*) from call_events where call_id in "
+                                         f"('{ids[0]}', '{ids[1]}')")) >= 2, 20, 0.1, what="the calls' events")
+
+    def event_id(call_id: str) -> str:
+        return system.scalar(f"select xid::text || '-' || id from call_events where call_id = '{call_id}' "
+                             "order by id limit 1")
+
+    key = proj.admin.post("/v1/api-keys", json={"name": "resume", "scopes": ["sessions:read"]}).json()["key"]
+
+    def resume(last: str) -> requests.Response:
+        return requests.get(f"{system.url}/v1/events", stream=True, timeout=(5, 5),
+                            headers={"Authorization": f"Bearer {key}", "Last-Event-ID": last})
+
+    mine, foreign = event_id(ids[0]), event_id(ids[1])
+    with resume(mine) as r:
+        assert r.status_code == 200, r.text
+    for last in (foreign, "1-1", "99999999999-1"):
+        with resume(last) as r:
+            p = assert_problem(r, 410, "last_event_id_expired")
+            assert p["errors"][0]["field"] == "Last-Event-ID", p
+    system.psql(f"update call_events set at = now() - interval '2 hours' where call_id = '{ids[0]}'")
+    with resume(mine) as r:
+        assert_problem(r, 410, "last_event_id_expired")
