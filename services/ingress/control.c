@@ -180,7 +180,7 @@ void ingress__add_dnc(ctx_t *ctx, h2o_req_t *req)
     }
     json_t *args = json_pack("{so so sI ss}", "phones", d.phones, "invalid", d.invalid, "invalid_count",
                              (json_int_t)d.ninvalid, "source", source);
-    control(ctx, "add_dnc", args);
+    ingress__api_run_heavy(ctx, "control_api", "add_dnc", args);
 }
 
 /* The number of a path like /v1/dnc/%2B34612345670 (or /v1/dnc/+34612345670): 0, or -1 after answering 404. */

@@ -201,7 +201,54 @@ void ingress__actor(const ctx_t *ctx, char *out, size_t size)
     snprintf(out, size, "{\"type\":\"api_key\",\"key_id\":\"%s\",\"ip\":\"%s\"}", ctx->key.key_id, ctx->ip);
 }
 
+static void api_run_on(ctx_t *ctx, od_pg_t *pg, const char *stmt, const char *op, json_t *args, od_pg_cb cb);
+
 void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args, od_pg_cb cb)
+{
+    api_run_on(ctx, ctx->in->pg, stmt, op, args, cb);
+}
+
+static void heavy_release(ingress_t *in, const char *project)
+{
+    for (int i = 0; i < in->nheavy; i++) {
+        if (strcmp(in->heavy[i], project) == 0) {
+            memmove(in->heavy[i], in->heavy[--in->nheavy], sizeof(in->heavy[i]));
+            return;
+        }
+    }
+}
+
+static void on_heavy_result(void *arg, int status, PGresult *res)
+{
+    ctx_t *ctx = arg;
+    heavy_release(ctx->in, ctx->key.project_id);
+    on_api_result(ctx, status, res);
+}
+
+void ingress__api_run_heavy(ctx_t *ctx, const char *stmt, const char *op, json_t *args)
+{
+    ingress_t *in = ctx->in;
+    int64_t mine = 0;
+    for (int i = 0; i < in->nheavy; i++)
+        mine += strcmp(in->heavy[i], ctx->key.project_id) == 0;
+    if (mine >= in->conf->imports_per_project || in->nheavy == INGRESS_HEAVY_MAX) {
+        json_decref(args);
+        if (mine >= in->conf->imports_per_project)
+            ingress__reply_problem(ctx, 429, "too_many_imports",
+                                   "the project has as many imports and cancels running as it may; retry when one "
+                                   "has finished", NULL);
+        else
+            ingress__reply_problem(ctx, 503, "overloaded", "this ingress runs as many imports as it may; retry",
+                                   NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
+    memcpy(in->heavy[in->nheavy++], ctx->key.project_id, 37);
+    api_run_on(ctx, in->pg_heavy, stmt, op, args, on_heavy_result);
+}
+
+/* Runs stmt(op, args) on pg; takes ownership of args. If it cannot be sent: 503 (and the heavy slot back). */
+static void api_run_on(ctx_t *ctx, od_pg_t *pg, const char *stmt, const char *op, json_t *args, od_pg_cb cb)
 {
     char *a = json_dumps(args, JSON_COMPACT);
     char rph[24];
@@ -209,10 +256,12 @@ void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args
     char actor[160];
     ingress__actor(ctx, actor, sizeof(actor));
     const char *params[6] = {ctx->key.key_id, ctx->key.project_id, rph, op, a, actor};
-    int rc = od_pg_query(ctx->in->pg, stmt, 6, params, cb ? cb : on_api_result, ctx);
+    int rc = od_pg_query(pg, stmt, 6, params, cb ? cb : on_api_result, ctx);
     free(a);
     json_decref(args);
     if (rc != 0) {
+        if (cb == on_heavy_result)
+            heavy_release(ctx->in, ctx->key.project_id);
         ingress__reply_unavailable(ctx);
         ingress__ctx_free(ctx);
     }
@@ -995,6 +1044,7 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
     snprintf(options, sizeof(options), "-c statement_timeout=%lld", (long long)conf->statement_timeout_ms);
     in->pg = od_pg_new_opts(svc->loop, "ingress", conf->common.pg_dsn, options, (int)conf->common.pg_conns, stmts,
                             OD_ARRAY_SIZE(stmts));
+    in->pg_heavy = od_pg_new(svc->loop, "ingress-heavy", conf->common.pg_dsn, 2, stmts, OD_ARRAY_SIZE(stmts));
     in->kp = od_kprod_new(svc->loop, conf->common.kafka_brokers, "outdial-ingress", NULL, err, sizeof(err));
     if (in->kp == NULL) {
         od_error("kafka: %s", err);

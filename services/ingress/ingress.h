@@ -15,6 +15,7 @@ typedef struct ingress_conf {
     int64_t events_max_streams_per_key; /**< OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY */
     int64_t statement_timeout_ms;       /**< OUTDIAL_STATEMENT_TIMEOUT_MS */
     int64_t events_resume_window_s;     /**< OUTDIAL_EVENTS_RESUME_WINDOW_S */
+    int64_t imports_per_project;        /**< OUTDIAL_IMPORTS_PER_PROJECT */
     int64_t publish_wait_ms; /**< OUTDIAL_PUBLISH_WAIT_MS */
     int64_t max_body;        /**< OUTDIAL_MAX_BODY */
     int64_t accept_batch;    /**< OUTDIAL_ACCEPT_BATCH */

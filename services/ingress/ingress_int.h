@@ -11,6 +11,8 @@
 #include "ingress.h"
 #include "od/metrics.h"
 
+#define INGRESS_HEAVY_MAX 64 /* heavy statements in flight on one ingress (503 beyond) */
+
 typedef struct ctx ctx_t;
 typedef struct batch_job batch_job_t;
 typedef struct sse_stream sse_stream_t;
@@ -78,6 +80,12 @@ struct ingress {
     size_t openapi_len;
     /* batch validation (batches.c) */
     od_pg_t *pg_import;      /* one connection for od_batch_import and od_batch_import_claim */
+    /* heavy statements (a DNC import, a batch's cancel: up to a million rows) run on their own pool,
+     * without the statement timeout, never on the request connections; at most
+     * OUTDIAL_IMPORTS_PER_PROJECT of one project at once on this ingress */
+    od_pg_t *pg_heavy;
+    char heavy[INGRESS_HEAVY_MAX][37]; /* the project of each heavy statement in flight */
+    int nheavy;
     char batch_owner[64];    /* this process, as batches.import_owner */
     uv_timer_t batch_claim_timer;
     int batch_claiming;      /* a claim is in flight, or its batch is being validated */
@@ -129,6 +137,13 @@ void ingress__api_run(ctx_t *ctx, const char *stmt, const char *op, json_t *args
 void ingress__actor(const ctx_t *ctx, char *out, size_t size);
 /** ingress__api_run of "api", answered generically. */
 void ingress__api_call(ctx_t *ctx, const char *op, json_t *args);
+/**
+ * As ingress__api_run with on_api_result's answer, on the heavy pool: for a
+ * statement that may touch a million rows. 429 too_many_imports when the
+ * project has OUTDIAL_IMPORTS_PER_PROJECT of them in flight here. Takes
+ * ownership of args.
+ */
+void ingress__api_run_heavy(ctx_t *ctx, const char *stmt, const char *op, json_t *args);
 /** The path's id (lower case) for an object named `what`: 0, or -1 after answering 404 (ctx freed). */
 int ingress__path_id(ctx_t *ctx, const char *what, char id[37]);
 /** The same for the i-th path parameter (0 = the first). */

@@ -33,6 +33,9 @@ static const od_conf_item_t conf_table[] = {
                 "most GET /v1/events streams of one API key open on this ingress (429 too_many_streams beyond)"),
     OD_CONF_INT(ingress_conf_t, events_resume_window_s, "OUTDIAL_EVENTS_RESUME_WINDOW_S", "86400", 60, 2592000,
                 "how old a Last-Event-ID GET /v1/events resumes from may be (410 last_event_id_expired beyond)"),
+    OD_CONF_INT(ingress_conf_t, imports_per_project, "OUTDIAL_IMPORTS_PER_PROJECT", "2", 1, 64,
+                "DNC imports and batch cancels of one project running at once on this ingress (429 "
+                "too_many_imports beyond); they run on their own connections, without the statement timeout"),
     OD_CONF_INT(ingress_conf_t, statement_timeout_ms, "OUTDIAL_STATEMENT_TIMEOUT_MS", "20000", 0, 3600000,
                 "PostgreSQL statement_timeout of the API's statements (one tenant's heavy request cannot hold a "
                 "connection longer; 503 beyond); 0: none. Batch imports run on their own connection, without it"),

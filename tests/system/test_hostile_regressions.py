@@ -17,7 +17,8 @@ from helpers_pipeline import NO_LIMITS, assert_problem
 
 CSV = b"phone,name\r\n+34600000010,Ana\r\n"
 STREAMS_PER_KEY = 3
-SYSTEM_ENV = {"OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY": str(STREAMS_PER_KEY), "OUTDIAL_EVENTS_RESUME_WINDOW_S": "3600"}
+SYSTEM_ENV = {"OUTDIAL_EVENTS_MAX_STREAMS_PER_KEY": str(STREAMS_PER_KEY), "OUTDIAL_EVENTS_RESUME_WINDOW_S": "3600",
+              "OUTDIAL_IMPORTS_PER_PROJECT": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,35 @@ def test_old_last_event_id_scanned_every_projects_history(system, proj):
     system.psql(f"update call_events set at = now() - interval '2 hours' where call_id = '{ids[0]}'")
     with resume(mine) as r:
         assert_problem(r, 410, "last_event_id_expired")
+
+
+def test_dnc_imports_of_one_project_ran_on_the_request_connections_without_a_cap(system):
+    """DNC imports run on the ingress's heavy pool, OUTDIAL_IMPORTS_PER_PROJECT
+    (here 1) of a project at once: the others are told 429 too_many_imports,
+    another project's import is not held back, and nothing is half written."""
+    p = system.new_project(scopes=("dnc:manage",), **NO_LIMITS)
+    q = system.new_project(scopes=("dnc:manage",), **NO_LIMITS)
+    n = 100_000
+    bodies = ["phone\n" + "\n".join(f"+3461{k}{i:06d}" for i in range(n)) + "\n" for k in range(3)]
+    answers: list[tuple[str, requests.Response]] = []
+
+    def imp(proj, body):
+        answers.append((proj.id, proj.api.post("/v1/dnc", data=body.encode(), timeout=120,
+                                               headers={"Content-Type": "text/csv"})))
+
+    threads = [threading.Thread(target=imp, args=(p, b)) for b in bodies]
+    threads.append(threading.Thread(target=imp, args=(q, bodies[0])))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(150)
+    assert len(answers) == 4, answers
+    for _, r in answers:
+        assert r.status_code in (200, 429), r.text[:300]
+        if r.status_code == 429:
+            assert_problem(r, 429, "too_many_imports")
+    p_ok = sum(1 for pid, r in answers if pid == p.id and r.status_code == 200)
+    assert 1 <= p_ok < 3, [(pid == p.id, r.status_code) for pid, r in answers]
+    assert [r.status_code for pid, r in answers if pid == q.id] == [200], "another project's import was held back"
+    assert int(system.scalar(f"select count(*) from dnc where project_id = '{p.id}'")) == p_ok * n
+    assert int(system.scalar(f"select count(*) from dnc where project_id = '{q.id}'")) == n
