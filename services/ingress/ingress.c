@@ -129,8 +129,25 @@ void ingress__reply_unavailable(ctx_t *ctx)
     ingress__reply_problem(ctx, 503, "service_unavailable", "the database is unavailable; retry shortly", NULL);
 }
 
+/* The SQLSTATEs our functions raise for a rule of the domain, and their answers (proto/sql). */
+static const struct {
+    const char *sqlstate;
+    int status;
+    const char *code;
+    const char *detail;
+} domain_errors[] = {
+    {"23K01", 422, "too_many_api_keys", "the project has as many active API keys as it may: revoke one first"},
+};
+
 void ingress__reply_failed(ctx_t *ctx, int status, const PGresult *res, const char *what)
 {
+    for (size_t i = 0; status == OD_PG_EQUERY && i < OD_ARRAY_SIZE(domain_errors); i++) {
+        if (strcmp(od_pg_sqlstate(res), domain_errors[i].sqlstate) == 0) {
+            ingress__reply_problem(ctx, domain_errors[i].status, domain_errors[i].code, domain_errors[i].detail,
+                                   NULL);
+            return;
+        }
+    }
     if (status == OD_PG_EQUERY && od_pg_error_kind(res) == OD_PG_ERR_INPUT) {
         /* a value the checks in C let through and PostgreSQL refused: the
          * client's to fix, never reported as our unavailability */

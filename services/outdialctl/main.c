@@ -34,6 +34,7 @@ static const char usage[] =
     "                                               (1..10, the first counts; 1: no retry), delay (1..604800 s)\n"
     "                 [--recording-retention-days N] keep call recordings N days (0-36500, default 90;\n"
     "                                               0: deleted at once; docs/recordings.md)\n"
+    "                 [--max-api-keys N]           active API keys the project may have (default 100)\n"
     "  project topup ID MICROS [--reason TEXT]      add to the wallet (a ledger top-up)\n"
     "  scenario add PROJECT IDN [--disclosure TEXT]\n"
     "  caller-id add PROJECT E164\n"
@@ -298,11 +299,11 @@ int main(int argc, char **argv)
         static const char *const allowed[] = {"--pacing",           "--wallet",         "--calls-per-min",
                                               "--requests-per-hour", "--price-per-min",  "--calling-windows",
                                               "--retry-on",          "--retry-max-attempts", "--retry-delay-s",
-                                              "--recording-retention-days", NULL};
-        const char *p[12] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
+                                              "--recording-retention-days", "--max-api-keys", NULL};
+        const char *p[13] = {args[0], opt(rest, args, "--pacing"), opt(rest, args, "--wallet"),
                              opt(rest, args, "--calls-per-min"), opt(rest, args, "--requests-per-hour"),
                              opt(rest, args, "--price-per-min"), NULL, "0", NULL, NULL, NULL,
-                             opt(rest, args, "--recording-retention-days")};
+                             opt(rest, args, "--recording-retention-days"), opt(rest, args, "--max-api-keys")};
         if (check_opts(rest, args, 1, allowed) != 0)
             return 2;
         for (int i = 1; i < 6; i++)
@@ -325,6 +326,8 @@ int main(int argc, char **argv)
         p[10] = r_delay;
         if (!is_int(p[11]) || (p[11] != NULL && (atoll(p[11]) < 0 || atoll(p[11]) > 36500)))
             return fprintf(stderr, "outdialctl: --recording-retention-days takes a number of days, 0 to 36500\n"), 2;
+        if (!is_int(p[12]) || (p[12] != NULL && (atoll(p[12]) < 1 || atoll(p[12]) > 1000000)))
+            return fprintf(stderr, "outdialctl: --max-api-keys takes a number of keys, 1 to 1000000\n"), 2;
         /* --calling-windows: $7 the canonical form, $8 "1" to change them (none: to NULL) */
         const char *cw = opt(rest, args, "--calling-windows");
         char *windows = NULL;
@@ -352,13 +355,14 @@ int main(int argc, char **argv)
                           "retry_on = coalesce($9::text[], retry_on), "
                           "retry_max_attempts = coalesce($10::integer, retry_max_attempts), "
                           "retry_delay_s = coalesce($11::integer, retry_delay_s), "
-                          "recording_retention_days = coalesce($12::integer, recording_retention_days) "
+                          "recording_retention_days = coalesce($12::integer, recording_retention_days), "
+                          "max_api_keys = coalesce($13::integer, max_api_keys) "
                           "WHERE id = $1::uuid RETURNING id, wallet_micros), "
                           "l AS (INSERT INTO wallet_ledger (project_id, amount_micros, reason) "
                           "SELECT u.id, u.wallet_micros - old.wallet_micros, 'adjustment by the operator' FROM u, old "
                           "WHERE u.wallet_micros <> old.wallet_micros) "
                           "SELECT id FROM u",
-                          12, p),
+                          13, p),
                       "project");
         free(windows);
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "topup") == 0 && rest >= 2) {

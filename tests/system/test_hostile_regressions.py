@@ -238,3 +238,20 @@ def test_dnc_imports_of_one_project_ran_on_the_request_connections_without_a_cap
     assert [r.status_code for pid, r in answers if pid == q.id] == [200], "another project's import was held back"
     assert int(system.scalar(f"select count(*) from dnc where project_id = '{p.id}'")) == p_ok * n
     assert int(system.scalar(f"select count(*) from dnc where project_id = '{q.id}'")) == n
+
+
+def test_a_project_could_mint_api_keys_without_end(system):
+    """Active API keys per project are capped (projects.max_api_keys, set by
+    `outdialctl project set --max-api-keys`): over it 422 too_many_api_keys,
+    nothing stored; a revoked key frees its place."""
+    p = system.new_project(**NO_LIMITS)  # an admin key and a scoped key: 2 active
+    system.ctl("project", "set", p.id, "--max-api-keys", "3", json_out=False)
+    third = p.admin.post("/v1/api-keys", json={"name": "k3", "scopes": ["sessions:read"]})
+    assert third.status_code == 201, third.text
+    before = int(system.scalar(f"select count(*) from api_keys where project_id = '{p.id}'"))
+    assert_problem(p.admin.post("/v1/api-keys", json={"name": "k4", "scopes": ["sessions:read"]}), 422,
+                   "too_many_api_keys")
+    assert int(system.scalar(f"select count(*) from api_keys where project_id = '{p.id}'")) == before
+    assert p.admin.delete(f"/v1/api-keys/{third.json()['id']}").status_code in (200, 204)
+    again = p.admin.post("/v1/api-keys", json={"name": "k4", "scopes": ["sessions:read"]})
+    assert again.status_code == 201, again.text
