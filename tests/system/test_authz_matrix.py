@@ -32,6 +32,7 @@ from harness import wait_until
 from helpers_pipeline import NO_LIMITS, SCENARIO, in_seconds, phone
 from helpers_routes import ROUTES, SCOPES, SPEC, Route, fill, kinds_of, raw_request, spec_op
 
+SANITIZED = True  # services from the ASan + UBSan build when make test made one (conftest.py)
 SYSTEM_SERVICES = ["ingress"]  # no call needs to get further than the ingress here
 TEST_TIMEOUT = 300
 

@@ -40,9 +40,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+import harness
+from harness import run
 from helpers_pipeline import NO_LIMITS, SCENARIO, in_seconds, phone
 from helpers_routes import ROUTES, Resp, Route, deref, fill, kinds_of, problem_codes, raw_request, spec_op
 
+SANITIZED = True  # services from the ASan + UBSan build when make test made one (conftest.py)
 SYSTEM_SERVICES = ["ingress"]  # nothing here should get as far as the scheduler
 TEST_TIMEOUT = 300
 
@@ -521,7 +524,12 @@ def test_hostile_input(system, objs, route):
 
 
 def test_no_sanitizer_report(system):
-    """ASan / UBSan (a sanitizer build) print to the service's log; none may appear."""
-    system.ingress.term()
+    """A sanitizer build's services are what ran (when make test built one), and
+    ASan, LeakSanitizer (at exit) and UBSan reported nothing in their logs."""
+    if harness.SANITIZER_BIN_DIR is not None:
+        assert system.bin_dir == harness.SANITIZER_BIN_DIR
+        syms = run(["nm", "-D", "--undefined-only", str(system.bin_dir / "outdial-ingress")]).stdout
+        assert "__asan_report" in syms and "__ubsan_handle" in syms, "the ingress is not an ASan + UBSan build"
+    assert system.ingress.term(timeout=30) == 0
     assert not system.sanitizer_reports(), "\n".join(system.sanitizer_reports())
     system.ingress.start()
