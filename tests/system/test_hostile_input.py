@@ -63,8 +63,12 @@ STRINGS = [
     ("long-4k", b"A" * LONG),
     ("overlong-100k", b"A" * OVERLONG),
 ]
-# valid RFC 3339 at the ends of the range: a 2xx may be right, a 5xx never is
-EDGE_TIMES = ["0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"]
+# RFC 3339 at and past the ends of the range (an offset that moves 0001 / 9999
+# out of it, a leap second, a day that does not exist): as a filter a 2xx may
+# be right, a 5xx never is; as a time to call or start, each is refused
+EDGE_TIMES = ["0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59",
+              "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59-23:59"]
+NEAR_EDGE_TIMES = ["2026-12-31T23:59:60Z", "2026-02-30T00:00:00Z"]
 NUMBERS = [("zero", 0), ("minus-one", -1), ("2^63", 2 ** 63), ("2^64", 2 ** 64)]
 WRONG_TYPES = [("number", 1), ("float", 1.5), ("object", {}), ("array", []), ("null", None), ("bool", True)]
 
@@ -300,7 +304,10 @@ def mutations(route: Route, objs: Objects):
             for p in op.query():
                 values = url_values(p.get("schema", {}))
                 if p.get("schema", {}).get("format") == "date-time":
-                    values += [(f"edge {v}", pct(v.encode())) for v in EDGE_TIMES]
+                    if route.method == "GET":
+                        values += [(f"edge {v}", pct(v.encode())) for v in EDGE_TIMES + NEAR_EDGE_TIMES]
+                    else:
+                        values += [(f"far {v}", pct(v.encode())) for v in EDGE_TIMES]
                 for lbl, v in values:
                     q = copy.deepcopy(b)
                     q.query = [kv for kv in q.query if kv[0] != p["name"]] + [(p["name"], v)]
@@ -341,7 +348,8 @@ def json_mutations(route: Route, op, b: Req):
     schema = op.bodies["application/json"]
     for lbl, data in [("bad-utf8", BAD_UTF8), ("empty", b""), ("array", b"[]"), ("number", b"1"),
                       ("null", b"null"), ("string", b'"x"'), ("truncated", b'{"a":'),
-                      ("nul-raw", b'{"a\x00":1}')]:
+                      ("nul-raw", b'{"a\x00":1}'), ("deep-100k", b"[" * 100_000 + b"]" * 100_000),
+                      ("deep-object-100k", b'{"a":' * 100_000 + b"1" + b"}" * 100_000)]:
         q = copy.deepcopy(b)
         q.kind, q.data, q.ctype = "raw", data, b"application/json"
         yield f"body {lbl}", q
@@ -352,10 +360,13 @@ def json_mutations(route: Route, op, b: Req):
         for lbl, v in STRINGS:
             values.append((lbl, Raw(v)))
         values.append(("nul-escaped", "a\u0000b"))
+        values.append(("lone-surrogate", Raw(b"\\ud800")))
         values.append(("overlong-1MiB", "A" * HUGE))
+        if ps.get("format") == "date-time":
+            values += [(f"far {v}", v) for v in EDGE_TIMES]
         values += [(lbl, v) for lbl, v in NUMBERS + WRONG_TYPES + [("string", "12")]]
         for lbl, v in values:
-            if not isinstance(v, Raw) and schema_accepts(ps, v):
+            if not isinstance(v, Raw) and not lbl.startswith("far ") and schema_accepts(ps, v):
                 continue
             if not num and lbl in ("zero", "minus-one", "2^63", "2^64") and "number" in dict(values):
                 continue  # a string field's wrong type "number" is enough
@@ -379,6 +390,12 @@ def json_mutations(route: Route, op, b: Req):
             q = copy.deepcopy(b)
             q.obj[name] = {"A" * OVERLONG: 1}
             yield f"json {name} key overlong", q
+            deep: dict = {}
+            for _ in range(64):
+                deep = {"a": deep}
+            q = copy.deepcopy(b)
+            q.obj[name] = deep
+            yield f"json {name} 64 levels deep", q
 
 
 def multipart_mutations(op, b: Req):
