@@ -5,7 +5,8 @@ proto/openapi.yaml says which inputs it takes; each one gets, in an
 otherwise valid request of an admin key:
 
 - every string: invalid UTF-8 (percent-encoded and raw where the place allows
-  raw bytes), NUL (raw, `%00`, `\\u0000`), a long value (4,000 characters,
+  raw bytes), NUL (raw, `%00`, `\\u0000`), bad percent-encoding, the empty
+  string (where the schema does not take it), a long value (4,000 characters,
   under h2o's header limits) and an overlong one (100,000; 1 MiB in bodies),
   and in JSON every wrong type (number, object, array, null, bool);
 - every number: 0, -1, 2^63, 2^64 and a non-number — each value that the
@@ -81,7 +82,10 @@ def url_values(schema: dict | None = None) -> list[tuple[str, bytes]]:
     """The hostile values of a query parameter or path segment, encoded for the URL
     (and for a number, those of NUMBERS its schema does not accept)."""
     out = [("bad-utf8", pct(BAD_UTF8)), ("bad-utf8-raw", BAD_UTF8), ("nul", b"a%00b"),
-           ("long-4k", b"A" * LONG), ("overlong-100k", b"A" * OVERLONG)]
+           ("long-4k", b"A" * LONG), ("overlong-100k", b"A" * OVERLONG), ("bad-percent", b"%G1%"),
+           ("empty", b"")]
+    if schema is not None and schema_accepts(schema, ""):
+        out = [(lbl, v) for lbl, v in out if lbl != "empty"]  # a documented value, not a hostile one
     if schema is not None and is_numeric(schema):
         out += [(lbl, str(n).encode()) for lbl, n in NUMBERS if not number_valid(schema, n)]
         out.append(("not-a-number", b"12abc"))
@@ -133,6 +137,12 @@ def schema_accepts(schema: dict, v) -> bool:
         return t != "integer" or "integer" in types or "number" in types
     if t == "string":
         if "maxLength" in schema and len(v) > schema["maxLength"]:
+            return False
+        if len(v) < schema.get("minLength", 0):
+            return False
+        fmt = {"date-time": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$",
+               "uuid": r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"}.get(schema.get("format"))
+        if fmt and not re.match(fmt, v):
             return False
         if "pattern" in schema and not re.search(schema["pattern"], v):
             return False
@@ -366,6 +376,7 @@ def json_mutations(route: Route, op, b: Req):
         for lbl, v in STRINGS:
             values.append((lbl, Raw(v)))
         values.append(("nul-escaped", "a\u0000b"))
+        values.append(("empty", ""))
         values.append(("lone-surrogate", Raw(b"\\ud800")))
         values.append(("overlong-1MiB", "A" * HUGE))
         if ps.get("format") == "date-time":
