@@ -195,6 +195,20 @@ def _dechunk(data: bytes) -> bytes | None:
         i = j + 2 + size + 2
 
 
+def _recv(s: socket.socket, deadline: float, timeout: float) -> tuple[bytes, str]:
+    """The next bytes before the deadline: (data, "") or (b"", why not); b"" and "" at the close."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return b"", f"timed out after {timeout} s"
+    s.settimeout(left)
+    try:
+        return s.recv(65536), ""
+    except socket.timeout:
+        return b"", f"timed out after {timeout} s"
+    except OSError as e:
+        return b"", f"recv: {e}"
+
+
 def raw_request(port: int, method: str, target: bytes, headers: list[tuple[bytes, bytes]] = (),
                 body: bytes | None = None, timeout: float = 10.0) -> Resp:
     """One request on a new connection (Connection: close), every byte as given.
@@ -222,19 +236,9 @@ def raw_request(port: int, method: str, target: bytes, headers: list[tuple[bytes
             err = f"send: {e}"
         status, hdrs, hend = None, {}, -1
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                err = f"timed out after {timeout} s"
-                break
-            s.settimeout(left)
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                err = f"timed out after {timeout} s"
-                break
-            except OSError as e:
-                err = f"recv: {e}"
-                break
+            chunk, why = _recv(s, deadline, timeout)
+            if why:
+                err = why
             if not chunk:
                 break
             data += chunk
@@ -266,3 +270,114 @@ def raw_request(port: int, method: str, target: bytes, headers: list[tuple[bytes
     if hdrs.get("transfer-encoding", "").lower() == "chunked":
         rest = _dechunk(rest) or rest
     return Resp(status, hdrs, rest, err, secs)
+
+
+# ------------------------------------------------------------- raw HTTP/2
+# HTTP/2 carries header values as counted bytes (HPACK), so a NUL or a CR
+# reaches the server where HTTP/1's parser would have refused the request.
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# HPACK's Huffman codes of the ten digits (RFC 7541 appendix B): enough for a :status
+_H2_DIGITS = {"00000": "0", "00001": "1", "00010": "2", "011001": "3", "011010": "4", "011011": "5",
+              "011100": "6", "011101": "7", "011110": "8", "011111": "9"}
+_H2_STATIC_STATUS = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
+
+
+def _hpack_int(n: int, prefix: int, flags: int = 0) -> bytes:
+    top = (1 << prefix) - 1
+    if n < top:
+        return bytes([flags | n])
+    out, n = [flags | top], n - top
+    while n >= 128:
+        out.append(n % 128 | 128)
+        n //= 128
+    return bytes(out + [n])
+
+
+def _hpack_literal(name: bytes, value: bytes) -> bytes:
+    """A literal header field without indexing, new name, no Huffman."""
+    return b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
+
+
+def _frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _h2_status(block: bytes) -> int | None:
+    """The :status of a response's first header block (its first field)."""
+    b = block[0]
+    if b & 0x80:
+        return _H2_STATIC_STATUS.get(b & 0x7F)
+    i, idx = 1, b & (0x3F if b & 0x40 else 0x0F)
+    if idx not in _H2_STATIC_STATUS:
+        return None
+    huff, n = block[i] & 0x80, block[i] & 0x7F
+    raw = block[i + 1:i + 1 + n]
+    if not huff:
+        return int(raw)
+    bits, out, cur = "".join(f"{x:08b}" for x in raw), "", ""
+    for c in bits:
+        cur += c
+        if cur in _H2_DIGITS:
+            out, cur = out + _H2_DIGITS[cur], ""
+    return int(out)
+
+
+def raw_h2_request(port: int, method: str, path: bytes, headers: list[tuple[bytes, bytes]] = (),
+                   body: bytes | None = None, timeout: float = 10.0) -> Resp:
+    """One request over HTTP/2 with prior knowledge on a new connection, header
+    values as given. Resp.headers is empty (HPACK is not decoded but for the
+    :status); Resp.body is the DATA of stream 1. RST_STREAM or GOAWAY without
+    an answer is status None with the error code."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    fields = _hpack_literal(b":method", method.encode()) + _hpack_literal(b":scheme", b"http") + \
+        _hpack_literal(b":path", path) + _hpack_literal(b":authority", b"127.0.0.1")
+    for k, v in headers:
+        fields += _hpack_literal(k.lower(), v)
+    out = H2_PREFACE + _frame(4, 0, 0, b"")
+    out += _frame(1, 0x4 | (0 if body else 0x1), 1, fields)
+    if body:
+        for i in range(0, len(body), 16384):
+            out += _frame(0, 0x1 if i + 16384 >= len(body) else 0, 1, body[i:i + 16384])
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as e:
+        return Resp(None, {}, b"", f"connect: {e}", time.monotonic() - t0)
+    status, data, buf, err = None, b"", b"", ""
+    with s:
+        try:
+            s.sendall(out)
+        except OSError as e:
+            err = f"send: {e}"
+        while True:
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = int.from_bytes(buf[:3], "big")
+                ftype, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+                payload, buf = buf[9:9 + n], buf[9 + n:]
+                if ftype == 4 and not flags & 0x1:
+                    s.sendall(_frame(4, 0x1, 0, b""))
+                elif ftype == 1 and stream == 1 and status is None:
+                    if flags & 0x8:  # padded
+                        payload = payload[1:len(payload) - payload[0]]
+                    if flags & 0x20:  # priority
+                        payload = payload[5:]
+                    status = _h2_status(payload)
+                    if flags & 0x1:
+                        return Resp(status, {}, data, "", time.monotonic() - t0)
+                elif ftype == 0 and stream == 1:
+                    data += payload
+                    if flags & 0x1:
+                        return Resp(status, {}, data, "", time.monotonic() - t0)
+                elif ftype == 3 and stream == 1:
+                    return Resp(status, {}, data, f"RST_STREAM {int.from_bytes(payload[:4], 'big')}",
+                                time.monotonic() - t0)
+                elif ftype == 7:
+                    return Resp(status, {}, data, f"GOAWAY {int.from_bytes(payload[4:8], 'big')}",
+                                time.monotonic() - t0)
+            chunk, why = _recv(s, deadline, timeout)
+            if not chunk:
+                err = why or err or "closed"
+                break
+            buf += chunk
+    return Resp(status, {}, data, err, time.monotonic() - t0)
