@@ -370,6 +370,12 @@ def json_mutations(route: Route, op, b: Req):
         q = copy.deepcopy(b)
         q.kind, q.data, q.ctype = "raw", data, b"application/json"
         yield f"body {lbl}", q
+    whole = encode_json(b.obj)
+    for lbl, key in [("bad-utf8", BAD_UTF8), ("nul-escaped", b"\\u0000"), ("overlong-100k", b"A" * OVERLONG),
+                     ("duplicate", next(iter(b.obj)).encode())]:
+        q = copy.deepcopy(b)
+        q.kind, q.data, q.ctype = "raw", whole[:-1] + b', "' + key + b'": 1}', b"application/json"
+        yield f"json key {lbl}", q
     for name, ps in deref(schema).get("properties", {}).items():
         ps = deref(ps)
         num = is_numeric(ps)
@@ -437,6 +443,18 @@ def multipart_mutations(op, b: Req):
         q = copy.deepcopy(b)
         q.parts[0].filename = v
         yield f"multipart file filename {lbl}", q
+    # the framing itself
+    _, headers, body = b.render()
+    ct = dict(headers)[b"content-type"]
+    first = body.index(b"\r\n\r\n")
+    for lbl, data in [("no closing boundary", body[:body.rindex(b"--", 0, len(body) - 4)]),
+                      ("part headers not ended", body[:first] + b"\r\n" + body[first + 4:]),
+                      ("header without colon", body[:first] + b"\r\nJunk" + body[first:]),
+                      ("file part without name", body.replace(b'name="file"; ', b"", 1)),
+                      ("only boundaries", body.split(b"\r\n")[0] * 10_000)]:
+        q = copy.deepcopy(b)
+        q.kind, q.data, q.ctype = "raw", data, ct
+        yield f"multipart framing {lbl}", q
 
 
 # ------------------------------------------------------------------ checking
