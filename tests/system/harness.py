@@ -648,9 +648,6 @@ class System:
             "OUTDIAL_DIALER_LEASE_S": DIALER_LEASE_S,
             "OUTDIAL_CONSOLE_DIR": str(REPO / "services" / "ingress" / "console"),
         })
-        if self.bin_dir == SANITIZER_BIN_DIR:
-            for k, v in SANITIZER_ENV.items():
-                e.setdefault(k, v)
         e.update(self.extra_env)
         e.update(over)
         return e
@@ -678,7 +675,10 @@ class System:
                     **env: str) -> Service:
         """Register (and start) a service. Extra copies: add_service('dialer2',
         'outdial-dialer', OUTDIAL_DIALER_MAX_CALLS='5')."""
-        svc = Service(name, self.bin_dir / (binary or f"outdial-{name}"), self.env(**env), self.log_dir)
+        e = self.env(**env)
+        if self.bin_dir == SANITIZER_BIN_DIR:
+            e = {**SANITIZER_ENV, **e}  # unless the run set its own
+        svc = Service(name, self.bin_dir / (binary or f"outdial-{name}"), e, self.log_dir)
         self.services[name] = svc
         if start:
             svc.start()
