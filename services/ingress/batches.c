@@ -907,7 +907,7 @@ void ingress__cancel_batch(ctx_t *ctx, h2o_req_t *req)
 void ingress__update_batch(ctx_t *ctx, h2o_req_t *req)
 {
     char id[37];
-    if (ingress__path_id(ctx, "batch", id) != 0)
+    if (ingress__path_id(ctx, "batch", id) != 0 || ingress__json_body_type(ctx, req) != 0)
         return;
     json_error_t jerr;
     json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)

@@ -224,6 +224,8 @@ void ingress__list_caller_ids(ctx_t *ctx, h2o_req_t *req)
 
 void ingress__add_caller_id(ctx_t *ctx, h2o_req_t *req)
 {
+    if (ingress__json_body_type(ctx, req) != 0)
+        return;
     json_error_t jerr;
     json_t *root = req->entity.base ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
                                     : NULL;

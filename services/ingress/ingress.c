@@ -473,6 +473,8 @@ static void route_revoke_key(ctx_t *ctx, h2o_req_t *req)
 
 static void route_create_key(ctx_t *ctx, h2o_req_t *req)
 {
+    if (ingress__json_body_type(ctx, req) != 0)
+        return;
     json_error_t jerr;
     json_t *root = req->entity.base ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
                                     : NULL;
@@ -824,17 +826,23 @@ int ingress__idem_header(ctx_t *ctx, h2o_req_t *req)
     return 0;
 }
 
+int ingress__json_body_type(ctx_t *ctx, h2o_req_t *req)
+{
+    h2o_iovec_t ct = od_http_header(req, "content-type");
+    if (ct.base == NULL ||
+        (ct.len >= 16 && strncasecmp(ct.base, "application/json", 16) == 0 &&
+         (ct.len == 16 || ct.base[16] == ';' || ct.base[16] == ' ' || ct.base[16] == '\t')))
+        return 0;
+    ingress__reply_problem(ctx, 415, "unsupported_media_type", "send the body as application/json", NULL);
+    ingress__ctx_free(ctx);
+    return -1;
+}
+
 static void route_create_call(ctx_t *ctx, h2o_req_t *req)
 {
     ingress_t *in = ctx->in;
-    if (ingress__idem_header(ctx, req) != 0)
+    if (ingress__idem_header(ctx, req) != 0 || ingress__json_body_type(ctx, req) != 0)
         return;
-    h2o_iovec_t ct = od_http_header(req, "content-type");
-    if (ct.base != NULL && !(ct.len >= 16 && strncasecmp(ct.base, "application/json", 16) == 0)) {
-        ingress__reply_problem(ctx, 415, "unsupported_media_type", "send the call as application/json", NULL);
-        ingress__ctx_free(ctx);
-        return;
-    }
     if (req->entity.len > (size_t)in->conf->max_body) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the body of a call request is limited to %lld bytes",

@@ -161,6 +161,12 @@ int ingress__errs_reply(ctx_t *ctx, ingress_errs_t *e);
 /** Characters (code points) of a UTF-8 string. */
 size_t ingress__utf8_chars(const char *s, size_t len);
 
+/**
+ * 0 if the request's Content-Type is absent or application/json (with or
+ * without parameters); else -1 after answering 415 unsupported_media_type
+ * (ctx freed). For the routes whose body is JSON.
+ */
+int ingress__json_body_type(ctx_t *ctx, h2o_req_t *req);
 /** Takes the Idempotency-Key header into ctx->idem: 0, or -1 after answering 400 (ctx freed). */
 int ingress__idem_header(ctx_t *ctx, h2o_req_t *req);
 /** limit (1..200) and cursor (an id) of a list into args: 0, or -1 after answering 400 (args and ctx freed). */

@@ -45,6 +45,8 @@ static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args)
 {
     static const char *const fields[] = {"idn", "disclosure", "disclosure_enabled", "disclosure_off_reason",
                                          "opt_out_script"};
+    if (ingress__json_body_type(ctx, req) != 0)
+        return json_decref(args), -1;
     json_error_t jerr;
     json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
                                        : NULL;

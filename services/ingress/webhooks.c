@@ -53,6 +53,8 @@ static void reply_field(ctx_t *ctx, int status, const char *code, const char *fi
  */
 static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_webhook_url_t *url)
 {
+    if (ingress__json_body_type(ctx, req) != 0)
+        return json_decref(args), -1;
     json_error_t jerr;
     json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
                                        : NULL;

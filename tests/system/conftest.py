@@ -8,7 +8,9 @@ Fixtures:
                       (sim time scale 0.01, dial log in a temp dir, lease 3 s).
                       A module may set SYSTEM_ENV = {...} (extra service env) and
                       SYSTEM_SERVICES = [...] (which services to start; default all),
-                      SYSTEM_PARTITIONS = N (partitions of each topic; default 4).
+                      SYSTEM_PARTITIONS = N (partitions of each topic; default 4),
+                      SANITIZED = True (its services and outdialctl from
+                      OUTDIAL_SANITIZER_BUILD_DIR, the ASan + UBSan build, when set).
   new_project (function) system.new_project
   project  (function) a fresh project: .api (outbound:trigger + sessions:read key),
                       .admin (admin key), .id, .caller_id, .scenario
@@ -48,8 +50,10 @@ def infra():
 def system(infra, request):
     mod = request.module
     base = harness.make_base_dir(f"outdial-{mod.__name__.rsplit('.', 1)[-1]}-")
+    sanitized = getattr(mod, "SANITIZED", False) and harness.SANITIZER_BIN_DIR is not None
     sysm = System(infra, mod.__name__, base, extra_env=dict(getattr(mod, "SYSTEM_ENV", {})),
-                  partitions=getattr(mod, "SYSTEM_PARTITIONS", 4))
+                  partitions=getattr(mod, "SYSTEM_PARTITIONS", 4),
+                  bin_dir=harness.SANITIZER_BIN_DIR if sanitized else harness.BIN_DIR)
     try:
         sysm.setup(start=getattr(mod, "SYSTEM_SERVICES", harness.SERVICES))
     except Exception:

@@ -8,6 +8,9 @@ is started is killed at exit (atexit + fixture finalizers), even after a failure
 
 Environment knobs:
   OUTDIAL_BUILD_DIR        build folder holding bin/ (default <repo>/build)
+  OUTDIAL_SANITIZER_BUILD_DIR  an ASan + UBSan build folder: the modules that set
+                           SANITIZED = True run their services from it (make test
+                           builds it; unset: they use OUTDIAL_BUILD_DIR like the rest)
   OUTDIAL_TEST_INFRA_DIR   reuse (or create and keep) infra in this folder
                            instead of a temporary one; it is not stopped at exit
   OUTDIAL_TEST_KEEP        1: keep temporary folders (logs, data) and each module's
@@ -40,6 +43,14 @@ INFRA_SH = REPO / "deploy" / "local" / "infra.sh"
 SQL_DIR = REPO / "proto" / "sql"
 BUILD_DIR = Path(os.environ.get("OUTDIAL_BUILD_DIR") or (REPO / "build"))
 BIN_DIR = BUILD_DIR / "bin"
+_san = os.environ.get("OUTDIAL_SANITIZER_BUILD_DIR")
+SANITIZER_BIN_DIR = Path(_san) / "bin" if _san else None
+
+# A sanitizer report must end the service (so a test sees it die), and say where.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "abort_on_error=1:detect_leaks=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+}
 
 SERVICES = ("ingress", "scheduler", "dialer", "outcome")
 KEEP = os.environ.get("OUTDIAL_TEST_KEEP", "") not in ("", "0")
@@ -603,6 +614,7 @@ class System:
     base_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     partitions: int = 4
+    bin_dir: Path = BIN_DIR  # where the services and outdialctl come from
     services: dict[str, Service] = field(default_factory=dict)
     projects: list[Project] = field(default_factory=list)
 
@@ -647,9 +659,9 @@ class System:
     # -- setup / teardown
     def setup(self, start: Iterable[str] = SERVICES) -> "System":
         missing = [b for b in ("outdialctl", *(f"outdial-{s}" for s in SERVICES))
-                   if not (BIN_DIR / b).exists()]
+                   if not (self.bin_dir / b).exists()]
         if missing:
-            raise HarnessError(f"binaries missing in {BIN_DIR}: {', '.join(missing)} "
+            raise HarnessError(f"binaries missing in {self.bin_dir}: {', '.join(missing)} "
                                f"(build first, or set OUTDIAL_BUILD_DIR)")
         self.infra.create_database(self.db)
         self.ctl("migrate", "--dir", str(SQL_DIR), json_out=False, timeout=60)
@@ -663,7 +675,10 @@ class System:
                     **env: str) -> Service:
         """Register (and start) a service. Extra copies: add_service('dialer2',
         'outdial-dialer', OUTDIAL_DIALER_MAX_CALLS='5')."""
-        svc = Service(name, binary or f"outdial-{name}", self.env(**env), self.log_dir)
+        e = self.env(**env)
+        if self.bin_dir == SANITIZER_BIN_DIR:
+            e = {**SANITIZER_ENV, **e}  # unless the run set its own
+        svc = Service(name, self.bin_dir / (binary or f"outdial-{name}"), e, self.log_dir)
         self.services[name] = svc
         if start:
             svc.start()
@@ -729,7 +744,7 @@ class System:
     def ctl(self, *args: str, json_out: bool = True, timeout: float = 30,
             check: bool = True) -> Any:
         """Run outdialctl with this system's env. json_out: add --json, parse stdout."""
-        cmd = [str(BIN_DIR / "outdialctl"), *map(str, args)]
+        cmd = [str(self.bin_dir / "outdialctl"), *map(str, args)]
         if json_out:
             cmd.append("--json")
         cp = run(cmd, env=self.env(), timeout=timeout, check=check)
