@@ -255,3 +255,27 @@ def test_a_project_could_mint_api_keys_without_end(system):
     assert p.admin.delete(f"/v1/api-keys/{third.json()['id']}").status_code in (200, 204)
     again = p.admin.post("/v1/api-keys", json={"name": "k4", "scopes": ["sessions:read"]})
     assert again.status_code == 201, again.text
+
+
+def test_metrics_on_the_public_port_named_every_project(system, proj):
+    """OUTDIAL_METRICS_ADDR moves /metrics (whose labels name projects and
+    batches) to a listener of its own; the public port keeps /healthz and
+    /readyz and answers /metrics 404. A bad address stops the start."""
+    from harness import free_port
+    port = free_port()
+    ing = system.add_service("ingress_private_metrics", "outdial-ingress",
+                             OUTDIAL_METRICS_ADDR=f"127.0.0.1:{port}")
+    try:
+        assert requests.get(ing.url + "/healthz", timeout=5).status_code == 200
+        assert requests.get(ing.url + "/readyz", timeout=5).status_code == 200
+        assert_problem(requests.get(ing.url + "/metrics", timeout=5), 404)
+        r = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert r.status_code == 200 and "outdial_ingress_" in r.text, r.text[:300]
+        assert requests.get(system.url + "/metrics", timeout=5).status_code == 200  # unset: as before
+    finally:
+        ing.stop()
+    bad = system.add_service("ingress_bad_metrics", "outdial-ingress", start=False,
+                             OUTDIAL_METRICS_ADDR="127.0.0.1")
+    import subprocess
+    cp = subprocess.run([str(bad.binary)], env=bad.env, capture_output=True, text=True, timeout=20)
+    assert cp.returncode != 0 and "OUTDIAL_METRICS_ADDR" in cp.stderr, (cp.returncode, cp.stderr[-500:])

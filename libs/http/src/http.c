@@ -291,13 +291,23 @@ static void on_metrics(void *arg, h2o_req_t *req, const od_http_params_t *params
     od_buf_free(&out);
 }
 
-void od_http_status_routes(od_http_t *http, od_http_ready_fn ready, void *arg)
+void od_http_health_routes(od_http_t *http, od_http_ready_fn ready, void *arg)
 {
     http->ready = ready;
     http->ready_arg = arg;
     od_http_route(http, "GET", "/healthz", on_healthz, http);
     od_http_route(http, "GET", "/readyz", on_readyz, http);
+}
+
+void od_http_metrics_route(od_http_t *http)
+{
     od_http_route(http, "GET", "/metrics", on_metrics, http);
+}
+
+void od_http_status_routes(od_http_t *http, od_http_ready_fn ready, void *arg)
+{
+    od_http_health_routes(http, ready, arg);
+    od_http_metrics_route(http);
 }
 
 void od_http_stop(od_http_t *http)

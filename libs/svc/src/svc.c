@@ -63,7 +63,30 @@ int od_svc_init(od_svc_t *svc, const char *name, int argc, char **argv, const ch
         od_error("%s", err);
         return -1;
     }
-    od_http_status_routes(svc->http, svc_ready, svc);
+    if (common->metrics_addr[0] == '\0') {
+        od_http_status_routes(svc->http, svc_ready, svc);
+    } else {
+        /* host:port; the last colon splits them ("[::1]" is not taken: loopback is 127.0.0.1 here) */
+        char host[256];
+        const char *colon = strrchr(common->metrics_addr, ':');
+        char *end;
+        long port = colon != NULL ? strtol(colon + 1, &end, 10) : -1;
+        if (colon == NULL || colon == common->metrics_addr || (size_t)(colon - common->metrics_addr) >= sizeof(host) ||
+            colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535) {
+            od_error("OUTDIAL_METRICS_ADDR: \"%s\" is not host:port", common->metrics_addr);
+            return -1;
+        }
+        memcpy(host, common->metrics_addr, (size_t)(colon - common->metrics_addr));
+        host[colon - common->metrics_addr] = '\0';
+        od_http_health_routes(svc->http, svc_ready, svc);
+        svc->metrics_http = od_http_new(svc->loop, host, (int)port, 1024, err, sizeof(err));
+        if (svc->metrics_http == NULL) {
+            od_error("OUTDIAL_METRICS_ADDR: %s", err);
+            return -1;
+        }
+        od_http_metrics_route(svc->metrics_http);
+        od_info("metrics on %s:%d", host, od_http_port(svc->metrics_http));
+    }
     uv_signal_init(svc->loop, &svc->sig_term);
     uv_signal_init(svc->loop, &svc->sig_int);
     svc->sig_term.data = svc->sig_int.data = svc;

@@ -49,6 +49,7 @@ typedef struct od_common_conf {
     char *log_level;     /**< OUTDIAL_LOG_LEVEL */
     int64_t pg_conns;    /**< OUTDIAL_PG_CONNS */
     int64_t drain_s;     /**< OUTDIAL_DRAIN_S */
+    char *metrics_addr;  /**< OUTDIAL_METRICS_ADDR ("": /metrics on the HTTP port) */
 } od_common_conf_t;
 
 /** The common table entries for a service config type T with a member `common`. */
@@ -64,7 +65,10 @@ typedef struct od_common_conf {
         OD_CONF_STR(T, common.log_level, "OUTDIAL_LOG_LEVEL", "info", "debug, info, warn or error"),                        \
         OD_CONF_INT(T, common.pg_conns, "OUTDIAL_PG_CONNS", "2", 1, 64, "PostgreSQL connections in the pool (pipelined)"), \
         OD_CONF_INT(T, common.drain_s, "OUTDIAL_DRAIN_S", "30", 0, 3600,                                                   \
-                    "on SIGTERM, seconds to finish work in flight before exiting")
+                    "on SIGTERM, seconds to finish work in flight before exiting"),                                      \
+        OD_CONF_STR(T, common.metrics_addr, "OUTDIAL_METRICS_ADDR", "",                                                  \
+                    "host:port of a listener of its own for /metrics (its labels name projects and batches), so "  \
+                    "the HTTP port need not expose them; empty: /metrics on OUTDIAL_HTTP_PORT")
 
 /**
  * Reads every option of `table` from the environment (or its default) into

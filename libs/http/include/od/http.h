@@ -49,6 +49,10 @@ int od_http_port(const od_http_t *http);
 void od_http_route(od_http_t *http, const char *method, const char *pattern, od_http_route_fn fn, void *arg);
 /** Adds GET /healthz (200 while the loop runs), /readyz (from `ready`) and /metrics. */
 void od_http_status_routes(od_http_t *http, od_http_ready_fn ready, void *arg);
+/** Adds GET /healthz and /readyz only (the metrics served by another listener: od_http_metrics_route). */
+void od_http_health_routes(od_http_t *http, od_http_ready_fn ready, void *arg);
+/** Adds GET /metrics (Prometheus text format). */
+void od_http_metrics_route(od_http_t *http);
 /** Stops accepting new connections (drain). Requests already in progress go on. */
 void od_http_stop(od_http_t *http);
 /** Closes everything and frees the server once handles are closed. */

@@ -29,6 +29,7 @@ struct od_svc {
     uv_loop_t *loop;            /**< the service's one loop */
     const char *name;           /**< e.g. "outdial-dialer" */
     od_http_t *http;            /**< status (and, on ingress, API) server */
+    od_http_t *metrics_http;    /**< /metrics alone, on OUTDIAL_METRICS_ADDR; NULL: /metrics is on `http` */
     const od_common_conf_t *common;
     uv_signal_t sig_term, sig_int;
     uv_timer_t drain_timer;
