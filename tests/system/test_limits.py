@@ -57,8 +57,13 @@ def test_61st_call_in_a_minute_is_429(system):
     # Retry-After is honest: after it, a call is accepted again
     time.sleep(int(ra) + 0.2)
     assert_accepted(p.api.create_call(phone(0), scheduled_for=far))
-    # the limit is per API key: another key of the project is not throttled
-    assert_accepted(p.admin.create_call(phone(0), scheduled_for=far))
+    # the limit is the project's, whatever key draws on it: minting keys multiplied it (issue 18)
+    assert_problem(p.admin.create_call(phone(0), scheduled_for=far), 429, "rate_limited")
+    assert_problem(system.api(p.admin.post("/v1/api-keys", json={"name": "more", "scopes": ["outbound:trigger"]})
+                              .json()["key"]).create_call(phone(0), scheduled_for=far), 429, "rate_limited")
+    # another project is not throttled
+    q = system.new_project(requests_per_hour=100_000)
+    assert_accepted(q.api.create_call(phone(0), scheduled_for=far))
 
 
 def test_ratelimit_headers_on_success(system):
