@@ -95,20 +95,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     od_http_t *http = ((handler_t *)self)->http;
     od_http_params_t params;
+    char allow[64] = ""; /* the path's methods, for a 405's Allow (RFC 9110 §15.5.6) */
     int path_found = 0;
     for (size_t i = 0; i < http->nroutes; i++) {
         route_t *r = &http->routes[i];
         if (!route_match(r->pattern, req->path_normalized.base, req->path_normalized.len, &params))
             continue;
         path_found = 1;
-        if (!h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)))
+        if (!h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method))) {
+            if (strstr(allow, r->method) == NULL)
+                snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                         r->method);
             continue;
+        }
         r->fn(r->arg, req, &params);
         return 0;
     }
-    if (path_found)
+    if (path_found) {
+        od_http_add_header(req, "allow", allow);
         od_http_problem(req, 405, "method_not_allowed", "this path does not take that method", NULL);
-    else
+    } else
         od_http_problem(req, 404, "not_found", "no such endpoint", NULL);
     return 0;
 }

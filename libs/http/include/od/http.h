@@ -44,7 +44,8 @@ int od_http_port(const od_http_t *http);
  * Adds a route. `method` is "GET", "POST", ... ; `pattern` is an exact path
  * where a segment `{}` matches any one non-empty segment (e.g.
  * "/v1/calls/{}/cancel"). A path that matches a pattern but not its method
- * gets 405. Unknown paths get 404. Both as problem+json.
+ * gets 405, with an `Allow` header listing the methods the path takes.
+ * Unknown paths get 404. Both as problem+json.
  */
 void od_http_route(od_http_t *http, const char *method, const char *pattern, od_http_route_fn fn, void *arg);
 /** Adds GET /healthz (200 while the loop runs), /readyz (from `ready`) and /metrics. */
