@@ -221,31 +221,59 @@ static int on_part(void *arg, const od_mp_part_t *p)
     return 0; /* unknown parts are ignored, as browsers send extra fields */
 }
 
-/* The settings from the query string (text/csv bodies). 0, or -1 after answering. */
+/*
+ * The settings from the query string: all of them for a text/csv body; for a
+ * form, those it does not hold as fields (a setting given both ways is 400, so
+ * that no value sent is silently ignored). 0, or -1 after answering.
+ */
 static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
 {
     batch_job_t *job = ctx->job;
+    const char *twice = NULL;
     int bad = 0;
     char *v;
     for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++)
-        if ((v = od_http_query(req, text_settings[i], &bad)) != NULL)
-            *text_setting(job, i) = od_strdup(v);
-    if ((v = od_http_query(req, "file_name", &bad)) != NULL)
-        job->file_name = od_strdup(v);
-    if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL)
+        if ((v = od_http_query(req, text_settings[i], &bad)) != NULL) {
+            if (*text_setting(job, i) != NULL)
+                twice = text_settings[i];
+            else
+                *text_setting(job, i) = od_strdup(v);
+        }
+    if ((v = od_http_query(req, "file_name", &bad)) != NULL) {
+        if (job->file_name != NULL)
+            twice = "file_name";
+        else
+            job->file_name = od_strdup(v);
+    }
+    if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL) {
+        if (job->pacing != 0)
+            twice = "pacing_per_min";
         number_setting(job, "pacing_per_min", 14, v);
-    if ((v = od_http_query(req, "spend_cap_micros", &bad)) != NULL)
+    }
+    if ((v = od_http_query(req, "spend_cap_micros", &bad)) != NULL) {
+        if (job->spend_cap != 0)
+            twice = "spend_cap_micros";
         number_setting(job, "spend_cap_micros", 16, v);
+    }
     if (bad) {
         ingress__bad_query(ctx);
         return -1;
     }
+    if (twice != NULL) {
+        ingress__bad_param(ctx, twice, "given both as a form field and as a query parameter");
+        return -1;
+    }
+    return 0;
+}
+
+/* A text/csv body is the file */
+static void file_from_body(batch_job_t *job, h2o_req_t *req)
+{
     job->file = od_malloc(req->entity.len + 1);
     if (req->entity.len > 0)
         memcpy(job->file, req->entity.base, req->entity.len);
     job->file[req->entity.len] = '\0';
     job->file_len = req->entity.len;
-    return 0;
 }
 
 /* The settings checked in memory (the project's rules are PostgreSQL's). 0, or -1 after answering. */
@@ -630,9 +658,12 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
             field_problem(ctx, 422, "missing_file", "file", "send the CSV as the form's \"file\" part");
             return;
         }
+        if (settings_from_query(ctx, req) != 0)
+            return;
     } else if (ct.base != NULL && ct.len >= 8 && strncasecmp(ct.base, "text/csv", 8) == 0) {
         if (settings_from_query(ctx, req) != 0)
             return;
+        file_from_body(job, req);
     } else {
         ingress__reply_problem(ctx, 415, "unsupported_media_type",
                                "send the CSV as multipart/form-data (part \"file\") or as a text/csv body", NULL);
