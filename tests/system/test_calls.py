@@ -191,7 +191,9 @@ def test_list_filter_until(system, listed):
     r = p.api.get("/v1/calls", params={"since": t0, "until": cut["created_at"], "limit": 200})
     got = {c["id"] for c in r.json()["data"]}
     assert got == {c["id"] for c in items if c["created_at"] < cut["created_at"]} and cut["id"] not in got
-    assert_problem(p.api.get("/v1/calls", params={"since": in_seconds(60), "until": t0}), 400, "invalid_parameter")
+    # until before since: an empty range (issue 18: no schema can order two parameters)
+    r = p.api.get("/v1/calls", params={"since": in_seconds(60), "until": t0})
+    assert r.status_code == 200 and r.json()["data"] == [], r.text
 
 
 @pytest.mark.parametrize("query", [
