@@ -955,18 +955,25 @@ void ingress__update_batch(ctx_t *ctx, h2o_req_t *req)
             if (strcmp(key, "spend_cap_micros") != 0)
                 ingress__err_add(&e, key, "unknown_field", "only spend_cap_micros can be changed");
         }
+        /* a whole number written 5.0 is one too (JSON Schema's `integer`) */
+        double d = json_is_real(cap) ? json_real_value(cap) : 0;
+        if (d >= 1 && d <= (double)SPEND_CAP_MAX && (double)(long long)d == d)
+            cap = json_integer((json_int_t)d); /* owned: root's reference is kept below */
+        else
+            json_incref(cap);
         if (cap != NULL && !json_is_null(cap) &&
             (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > SPEND_CAP_MAX))
             ingress__err_add(&e, "spend_cap_micros", "invalid_spend_cap",
                              "spend_cap_micros must be a whole number of micro-units from 1 to 10^15, or null");
     }
     if (e.first != NULL) {
+        json_decref(cap);
         json_decref(root);
         ingress__errs_reply(ctx, &e);
         return;
     }
     json_decref(e.list);
-    json_t *args = json_pack("{ss sO*}", "id", id, "spend_cap_micros", cap);
+    json_t *args = json_pack("{ss so*}", "id", id, "spend_cap_micros", cap);
     json_decref(root);
     ingress__api_run(ctx, "batch_settings_api", "update", args, NULL);
 }

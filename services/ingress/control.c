@@ -294,7 +294,7 @@ void ingress__audit_log(ctx_t *ctx, h2o_req_t *req)
         json_object_set_new(args, "cursor", json_string(v));
     }
     if ((v = od_http_query(req, "action", &bad)) != NULL) {
-        if (strlen(v) > 64)
+        if (ingress__utf8_chars(v, strlen(v)) > 64) /* characters, as the document's maxLength */
             return json_decref(args), ingress__bad_param(ctx, "action", "unknown action");
         json_object_set_new(args, "action", json_string(v));
     }

@@ -124,8 +124,8 @@ def before_call(ctx, case, kwargs):
         query = dict(case.query or {})
         if isinstance(case.body, dict):  # a form: a setting goes either there or in the query
             case.body["file"] = _csv()
-            for name in [n for n in query if n in case.body or (n == "file_name")]:
-                del query[n]
+            for name in [n for n in query if n in case.body or n == "file_name"]:
+                del query[name]
             if "scenario" not in case.body:
                 query["scenario"] = DATA["scenario"]
         else:  # text/csv: the settings are query parameters
