@@ -173,21 +173,28 @@ else
     --target "$PY_DIR" 'standardwebhooks==1.1.0' >&2 || die "pip could not install standardwebhooks"
 fi
 
-# kubernetes-validate (PyPI): the Kubernetes OpenAPI schemas of each release,
-# bundled, so tests/system/test_deploy.py checks deploy/k8s offline. Into a
-# folder of its own, run by the test in a subprocess with that folder on
-# PYTHONPATH: it needs a newer jsonschema (and referencing) than Debian's, and
-# must not shadow the one the other tests import.
-K8S_VALIDATE_VERSION=1.37.0
-K8S_PY_DIR="$CACHE_DIR/python-k8s"
-if [ "$(PYTHONPATH="$K8S_PY_DIR" python3 -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null)" = "$K8S_VALIDATE_VERSION" ]; then
-  log "kubernetes-validate $K8S_VALIDATE_VERSION already in $K8S_PY_DIR"
-else
-  log "installing kubernetes-validate $K8S_VALIDATE_VERSION from PyPI into $K8S_PY_DIR"
-  rm -rf "$K8S_PY_DIR"
+# Python tools that tests run in a subprocess, each from PyPI into a folder of
+# its own put on PYTHONPATH there only, so that their dependencies never
+# shadow the ones the other tests import:
+# - kubernetes-validate: the Kubernetes OpenAPI schemas of each release,
+#   bundled, so tests/system/test_deploy.py checks deploy/k8s offline (it
+#   needs a newer jsonschema, and referencing, than Debian's);
+# - schemathesis and openapi-python-client: the tools no one here wrote that
+#   test the HTTP contract (tests/system/test_contract.py: schemathesis
+#   against the served document, a client generated from it).
+for spec in kubernetes-validate==1.37.0:python-k8s schemathesis==4.32.5:python-schemathesis \
+            openapi-python-client==0.29.1:python-openapi-client; do
+  req=${spec%%:*} dir="$CACHE_DIR/${spec##*:}"
+  name=${req%%==*} version=${req##*==}
+  if [ "$(PYTHONPATH="$dir" python3 -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null)" = "$version" ]; then
+    log "$name $version already in $dir"
+    continue
+  fi
+  log "installing $name $version from PyPI into $dir"
+  rm -rf "$dir"
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
-    --target "$K8S_PY_DIR" "kubernetes-validate==$K8S_VALIDATE_VERSION" >&2 || die "pip could not install kubernetes-validate"
-fi
+    --target "$dir" "$req" >&2 || die "pip could not install $name"
+done
 
 # ---------------------------------------------------------------- browser tests
 # playwright-core (npm) drives Debian's Chromium (/usr/bin/chromium) in the

@@ -140,8 +140,8 @@ def test_schemathesis_finds_no_failure(system, new_project, tmp_path):
     print(summary(out))
     print(f"schemathesis took {took:.0f} s")
     assert "SUMMARY" in out, out[-4000:]
-    failures = re.search(r"=+ (?:(\d+) failures?|No issues found)", out)
-    assert rc == 0 and "No issues found" in out or (failures and failures.group(1) == "0"), \
+    closing = out.rstrip().splitlines()[-1]  # "=== 2 warnings in 44.19s ===", "=== 3 failures, 1 error ... ==="
+    assert rc == 0 and not re.search(r"failure|error", closing), \
         f"schemathesis found failures (exit {rc}):\n{out[-20000:]}"
     # and the system still answers: nothing it sent hurt it
     assert system.ingress.running
@@ -155,7 +155,7 @@ import json, sys, time
 from outdial_api_client import AuthenticatedClient
 from outdial_api_client.api.calls import create_call, get_call
 from outdial_api_client.api.batches import create_batch, get_batch, get_batch_results
-from outdial_api_client.models import Call, CallRequest, Batch, CreateBatchFilesBody
+from outdial_api_client.models import Call, CallRequest, CreateBatchFilesBody
 from outdial_api_client.types import File
 
 url, key, scenario, phone, csv_text = sys.argv[1:6]
@@ -179,7 +179,7 @@ import io
 files = CreateBatchFilesBody(file=File(payload=io.BytesIO(csv_text.encode()), file_name="contacts.csv",
                                        mime_type="text/csv"))
 r = create_batch.sync_detailed(client=client, body=files, scenario=scenario, pacing_per_min=600)
-assert r.status_code == 201 and isinstance(r.parsed, Batch), (r.status_code, r.content)
+assert r.status_code == 201 and type(r.parsed).__name__ == "CreateBatchResponse201", (r.status_code, r.content)
 bid = r.parsed.id
 out["batch_id"] = str(bid)
 for _ in range(300):
