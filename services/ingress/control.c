@@ -41,6 +41,8 @@ static int limit_param(ctx_t *ctx, h2o_req_t *req, json_t *args, int *bad)
 
 /* ---- DNC ---- */
 
+#define DNC_PHONE_MAX 64 /* characters of a number to look up, separators included */
+
 void ingress__list_dnc(ctx_t *ctx, h2o_req_t *req)
 {
     json_t *args = json_object();
@@ -48,8 +50,11 @@ void ingress__list_dnc(ctx_t *ctx, h2o_req_t *req)
     char e164[OD_PHONE_E164_SIZE], *v;
     if (limit_param(ctx, req, args, &bad) != 0)
         return;
-    if ((v = od_http_query(req, "phone", &bad)) != NULL) /* a text that is no number is on no list */
+    if ((v = od_http_query(req, "phone", &bad)) != NULL) { /* a text that is no number is on no list */
+        if (ingress__utf8_chars(v, strlen(v)) > DNC_PHONE_MAX)
+            return json_decref(args), ingress__bad_param(ctx, "phone", "phone is at most 64 characters");
         json_object_set_new(args, "phone", json_string(od_batch_phone(v, strlen(v), e164) == 0 ? e164 : v));
+    }
     if ((v = od_http_query(req, "cursor", &bad)) != NULL) {
         /* E.164 syntax only: the page holds the numbers after it, listed or not, possible or not */
         size_t n = strlen(v);
