@@ -121,6 +121,8 @@ void ingress__reply_unavailable(ctx_t *ctx);
  * Does not free ctx.
  */
 void ingress__reply_failed(ctx_t *ctx, int status, const PGresult *res, const char *what);
+/** 503 overloaded (Retry-After): a bounded queue is full. */
+void ingress__reply_overloaded(ctx_t *ctx);
 /** 400 invalid_parameter for a query parameter; frees ctx. */
 void ingress__bad_param(ctx_t *ctx, const char *field, const char *message);
 /** 400 invalid_parameter for a query string od_http_query found malformed; frees ctx. */
