@@ -191,12 +191,6 @@ static void addr_answered(od_auth_t *auth, const uint8_t addr[16], int failed, i
         entry_failed(auth, a, now);
 }
 
-/* One more 401 for the address, answered without a look-up. */
-static void addr_failed(od_auth_t *auth, const uint8_t addr[16], int64_t now)
-{
-    entry_failed(auth, addr_find(auth, addr, 1, now), now);
-}
-
 static int addr_limited(od_auth_t *auth, const uint8_t addr[16], int64_t now)
 {
     addr_entry_t *a = addr_find(auth, addr, 0, now);
@@ -271,10 +265,8 @@ static void on_auth_result(void *arg, int status, PGresult *res)
     }
     for (waiter_t *w = lk->waiters, *next; w != NULL; w = next) {
         next = w->next;
-        if (w->has_addr && w->counted)
+        if (w->counted) /* a key never seen valid here: a 401 counts against its address */
             addr_answered(auth, w->addr, answer == 401, now);
-        else if (w->has_addr && answer == 401)
-            addr_failed(auth, w->addr, now);
         w->cb(w->arg, answer, answer == 0 ? &key : NULL);
         free(w);
     }
@@ -288,9 +280,7 @@ void od_auth_lookup(od_auth_t *auth, const char *key, size_t len, const struct s
     int has_addr = addr_key(peer, addr);
     int64_t now = od_mono_ms();
     if (len < 8 || len > 128) {
-        if (has_addr)
-            addr_failed(auth, addr, now);
-        cb(arg, OD_AUTH_UNKNOWN, NULL);
+        cb(arg, OD_AUTH_UNKNOWN, NULL); /* no key can be this: not a look-up, not counted */
         return;
     }
     char hash[65];
@@ -302,11 +292,11 @@ void od_auth_lookup(od_auth_t *auth, const char *key, size_t len, const struct s
         cb(arg, OD_AUTH_OK, &copy);
         return;
     }
-    /* a key seen valid (its record only stale) is always asked again: it may be a tenant's */
+    /* a key seen valid (its record only stale) is always asked again: it may be a tenant's.
+     * Only distinct unknown keys count against an address: a client that repeats its one
+     * revoked key is misconfigured, not guessing, and must not lock out its neighbours. */
     if (!known && (neg_find(auth, hash, now) != NULL || (has_addr && addr_limited(auth, addr, now)))) {
         od_metric_add(neg_find(auth, hash, now) != NULL ? auth->m_negative : auth->m_address, 1);
-        if (has_addr)
-            addr_failed(auth, addr, now);
         cb(arg, OD_AUTH_UNKNOWN, NULL);
         return;
     }

@@ -8,10 +8,12 @@
  * - a negative cache: a key the database did not know is answered 401 from
  *   memory for OUTDIAL_AUTH_NEGATIVE_TTL_MS (keys are random: one that was
  *   unknown does not become valid later; a revoked one never does);
- * - per client address (IPv6 by /64), after OUTDIAL_AUTH_FAIL_MAX 401s in
- *   OUTDIAL_AUTH_FAIL_WINDOW_MS, keys it sends that this ingress has not
- *   seen valid are answered 401 from memory until the window has passed
- *   without a failure;
+ * - per client address (IPv6 by /64), once OUTDIAL_AUTH_FAIL_MAX distinct
+ *   keys never seen valid here were unknown to the database in the current
+ *   window of OUTDIAL_AUTH_FAIL_WINDOW_MS (look-ups in flight count ahead),
+ *   keys it sends that this ingress has not seen valid are answered 401
+ *   from memory until the window ends (a repeated key, or a revoked one,
+ *   does not count: that is a misconfigured client, not a guesser);
  * - at most OUTDIAL_AUTH_MAX_PENDING distinct keys are looked up at once;
  *   beyond, OD_AUTH_OVERLOADED (503 overloaded, Retry-After).
  * Both tables are hashed buckets of a few ways, the least recently used
