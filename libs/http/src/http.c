@@ -224,32 +224,49 @@ static void on_refuse_written(uv_write_t *w, int status)
 }
 
 /* The canned answers given before h2o has the connection (RFC 9457 bodies). */
+typedef enum {
+    CANNED_413,       /* a body over max_body announced by a head that has not earned more */
+    CANNED_431_BYTES, /* a first head over max_header_bytes */
+    CANNED_431_COUNT, /* a first head with more than max_headers fields */
+    CANNED_503_CONNS, /* over max_connections */
+    CANNED_503_ADMIT, /* the service could not decide (od_http_admit_done OD_HTTP_REFUSE) */
+    CANNED_N,
+} canned_t;
+
 #define CANNED(status, reason, code, detail)                                                                         \
     "HTTP/1.1 " #status " " reason "\r\ncontent-type: application/problem+json\r\nconnection: close\r\n"            \
     "cache-control: no-store\r\nretry-after: 1\r\ncontent-length: "                                                  \
     "%zu\r\n\r\n{\"type\":\"/problems/" code "\",\"title\":\"" reason "\",\"status\":" #status                      \
     ",\"detail\":\"" detail "\",\"code\":\"" code "\"}"
 
+static const char *const canned_fmt[CANNED_N] = {
+    [CANNED_413] = CANNED(413, "Content Too Large", "body_too_large",
+                          "the request body is larger than this server accepts before authentication (or on this "
+                          "route)"),
+    [CANNED_431_BYTES] = CANNED(431, "Request Header Fields Too Large", "header_too_large",
+                                "the request head is larger than this server accepts"),
+    [CANNED_431_COUNT] = CANNED(431, "Request Header Fields Too Large", "header_too_large",
+                                "the request has more header fields than this server accepts"),
+    [CANNED_503_CONNS] = CANNED(503, "Service Unavailable", "too_many_connections",
+                                "this server has as many connections open as it accepts; retry shortly"),
+    [CANNED_503_ADMIT] = CANNED(503, "Service Unavailable", "overloaded",
+                                "too many requests are waiting for authentication; retry shortly"),
+};
+
 /*
- * Answers `fmt` (a CANNED text) and closes: the client's bytes are read and
- * dropped for up to a second so that the close does not reset the answer
- * away (a client that sends its body without waiting reads the answer).
- * Beyond max_connections such connections at once they are closed at once.
+ * Answers `what` and closes: the client's bytes are read and dropped for up
+ * to a second so that the close does not reset the answer away (a client
+ * that sends its body without waiting reads the answer). Beyond
+ * max_connections such connections at once they are closed at once.
  */
-static void conn_refuse(conn_t *c, const char *fmt)
+static void conn_refuse(conn_t *c, canned_t what)
 {
     od_http_t *http = c->http;
-    static char texts[4][512];
-    static const char *fmts[4];
-    size_t i;
-    for (i = 0; i < 4 && fmts[i] != NULL && fmts[i] != fmt; i++)
-        ;
-    assert(i < 4);
-    if (fmts[i] == NULL) {
-        /* the body's length is the text after the blank line, with %zu replaced by a number of up to 3 digits */
-        const char *body = strstr(fmt, "\r\n\r\n") + 4;
-        snprintf(texts[i], sizeof(texts[i]), fmt, strlen(body));
-        fmts[i] = fmt;
+    static char texts[CANNED_N][512];
+    if (texts[what][0] == '\0') {
+        /* Content-Length: the text after the blank line (the %zu is before it) */
+        const char *body = strstr(canned_fmt[what], "\r\n\r\n") + 4;
+        snprintf(texts[what], sizeof(texts[what]), canned_fmt[what], strlen(body));
     }
     if (c->state == CONN_HEAD)
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -261,7 +278,7 @@ static void conn_refuse(conn_t *c, const char *fmt)
     }
     c->state = CONN_REFUSE;
     http->nrefusing++;
-    uv_buf_t b = uv_buf_init(texts[i], (unsigned)strlen(texts[i]));
+    uv_buf_t b = uv_buf_init(texts[what], (unsigned)strlen(texts[what]));
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_refuse_written) != 0) {
         conn_close(c);
@@ -293,16 +310,11 @@ static void conn_to_h2o(conn_t *c, int level)
     h2o_accept(&http->accept_ctx[level], sock);
 }
 
-#define CANNED_413                                                                                                   \
-    CANNED(413, "Content Too Large", "body_too_large",                                                                \
-           "the request body is larger than this server accepts before authentication (or on this route)")
-
 void od_http_admit_done(od_http_admit_t *c, int level)
 {
     assert(c->state == CONN_ADMIT);
     if (level == OD_HTTP_REFUSE)
-        conn_refuse(c, CANNED(503, "Service Unavailable", "overloaded",
-                              "too many requests are waiting for authentication; retry shortly"));
+        conn_refuse(c, CANNED_503_ADMIT);
     else if (level != OD_HTTP_UPLOADER && c->body > c->http->config.max_request_entity_size)
         conn_refuse(c, CANNED_413); /* what h2o would answer, but read to the end: the client sees it */
     else
@@ -395,8 +407,7 @@ static void head_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             conn_to_h2o(c, OD_HTTP_ANON);
         } else if (c->len == (size_t)http->lim.max_header_bytes) {
             od_metric_add(http->m_refused_head, 1);
-            conn_refuse(c, CANNED(431, "Request Header Fields Too Large", "header_too_large",
-                                  "the request head is larger than this server accepts"));
+            conn_refuse(c, CANNED_431_BYTES);
         }
         return;
     }
@@ -405,8 +416,7 @@ static void head_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     h2o_iovec_t bearer;
     if (head_scan(c, end, &body, &chunked, &bearer) != 0) {
         od_metric_add(http->m_refused_head, 1);
-        conn_refuse(c, CANNED(431, "Request Header Fields Too Large", "header_too_large",
-                              "the request has more header fields than this server accepts"));
+        conn_refuse(c, CANNED_431_COUNT);
         return;
     }
     if ((chunked || body > http->config.max_request_entity_size) && bearer.base != NULL && http->admit != NULL) {
@@ -457,8 +467,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     if (http->nconns > http->lim.max_connections) {
         od_metric_add(http->m_refused_conns, 1);
-        conn_refuse(c, CANNED(503, "Service Unavailable", "too_many_connections",
-                              "this server has as many connections open as it accepts; retry shortly"));
+        conn_refuse(c, CANNED_503_CONNS);
         return;
     }
     c->head = od_malloc((size_t)http->lim.max_header_bytes);
