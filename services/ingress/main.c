@@ -59,8 +59,8 @@ static const od_conf_item_t conf_table[] = {
     OD_CONF_INT(ingress_conf_t, auth_negative_ttl_ms, "OUTDIAL_AUTH_NEGATIVE_TTL_MS", "60000", 0, 3600000,
                 "a key PostgreSQL did not know is answered 401 from memory for this long (16384 keys kept)"),
     OD_CONF_INT(ingress_conf_t, auth_fail_max, "OUTDIAL_AUTH_FAIL_MAX", "10", 1, 1000000,
-                "after this many 401s from one address (IPv6: /64) in OUTDIAL_AUTH_FAIL_WINDOW_MS, keys from it "
-                "not seen valid here are answered 401 from memory (16384 addresses kept)"),
+                "after this many distinct unknown keys from one address (IPv6: /64) in OUTDIAL_AUTH_FAIL_WINDOW_MS, "
+                "keys from it not seen valid here are answered 401 from memory (16384 addresses kept)"),
     OD_CONF_INT(ingress_conf_t, auth_fail_window_ms, "OUTDIAL_AUTH_FAIL_WINDOW_MS", "60000", 1000, 3600000,
                 "the window of OUTDIAL_AUTH_FAIL_MAX"),
     OD_CONF_INT(ingress_conf_t, auth_max_pending, "OUTDIAL_AUTH_MAX_PENDING", "256", 1, 100000,
