@@ -784,6 +784,7 @@ static void on_group_check(uv_check_t *h)
         while (in->group_head != NULL && g->n < in->conf->accept_batch) {
             ctx_t *ctx = in->group_head;
             in->group_head = ctx->next;
+            in->group_waiting--;
             ctx->next = NULL;
             *tail = ctx;
             tail = &ctx->next;
@@ -877,8 +878,15 @@ static void route_create_call(ctx_t *ctx, h2o_req_t *req)
     EVP_Digest(req->entity.base, req->entity.len, md, &mdlen, EVP_sha256(), NULL);
     od_hex(md, sizeof(md), ctx->req_hash);
     od_uuid7(ctx->call_id);
+    if (in->group_waiting >= in->conf->pg_max_queue * in->conf->common.pg_conns) {
+        /* PostgreSQL is behind: the waiting requests (and their bodies) stay bounded */
+        ingress__reply_overloaded(ctx);
+        ingress__ctx_free(ctx);
+        return;
+    }
     *in->group_tail = ctx;
     in->group_tail = &ctx->next;
+    in->group_waiting++;
     uv_check_start(&in->group_check, on_group_check);
 }
 

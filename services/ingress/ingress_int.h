@@ -70,6 +70,7 @@ struct ingress {
     /* requests of this loop turn waiting for od_accept_calls */
     ctx_t *group_head, **group_tail;
     int groups_inflight;     /* od_accept_calls statements sent and not answered */
+    int group_waiting;       /* requests on group_head..group_tail (OUTDIAL_PG_MAX_QUEUE x OUTDIAL_PG_CONNS at most) */
     uv_check_t group_check;
     /* accepted calls waiting for their delivery report, oldest first */
     h2o_linklist_t awaiting_publish;

@@ -66,7 +66,8 @@ static const od_conf_item_t conf_table[] = {
     OD_CONF_INT(ingress_conf_t, auth_max_pending, "OUTDIAL_AUTH_MAX_PENDING", "256", 1, 100000,
                 "most distinct keys being looked up in PostgreSQL at once; beyond, 503 overloaded"),
     OD_CONF_INT(ingress_conf_t, pg_max_queue, "OUTDIAL_PG_MAX_QUEUE", "256", 1, 100000,
-                "most API queries in flight per PostgreSQL connection (pipelined); beyond, 503 overloaded"),
+                "most API queries in flight per PostgreSQL connection (pipelined), and POST /v1/calls waiting for "
+                "their accept group per connection; beyond, 503 overloaded"),
     OD_CONF_BOOL(ingress_conf_t, webhook_allow_private, "OUTDIAL_WEBHOOK_ALLOW_PRIVATE", "0",
                  "accept webhook URLs that resolve to loopback, private or link-local addresses (local runs only)"),
 };
