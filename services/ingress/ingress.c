@@ -165,6 +165,11 @@ void ingress__reply_failed(ctx_t *ctx, int status, const PGresult *res, const ch
     ingress__reply_unavailable(ctx);
 }
 
+void ingress__reply_overloaded(ctx_t *ctx)
+{
+    ingress__reply_problem(ctx, 503, "overloaded", "this ingress has too much work waiting; retry shortly", NULL);
+}
+
 /* ---- od_api: every endpoint but POST /v1/calls ---- */
 
 static void on_api_result(void *arg, int status, PGresult *res)
@@ -273,13 +278,16 @@ static void api_run_on(ctx_t *ctx, od_pg_t *pg, const char *stmt, const char *op
     char actor[160];
     ingress__actor(ctx, actor, sizeof(actor));
     const char *params[6] = {ctx->key.key_id, ctx->key.project_id, rph, op, a, actor};
-    int rc = od_pg_query(pg, stmt, 6, params, cb ? cb : on_api_result, ctx);
+    int rc = od_pg_query_bounded(pg, stmt, 6, params, cb ? cb : on_api_result, ctx);
     free(a);
     json_decref(args);
     if (rc != 0) {
         if (cb == on_heavy_result)
             heavy_release(ctx->in, ctx->key.project_id);
-        ingress__reply_unavailable(ctx);
+        if (rc == OD_PG_EFULL)
+            ingress__reply_overloaded(ctx);
+        else
+            ingress__reply_unavailable(ctx);
         ingress__ctx_free(ctx);
     }
 }
@@ -773,6 +781,7 @@ static void on_group_check(uv_check_t *h)
         while (in->group_head != NULL && g->n < in->conf->accept_batch) {
             ctx_t *ctx = in->group_head;
             in->group_head = ctx->next;
+            in->group_waiting--;
             ctx->next = NULL;
             *tail = ctx;
             tail = &ctx->next;
@@ -866,8 +875,15 @@ static void route_create_call(ctx_t *ctx, h2o_req_t *req)
     EVP_Digest(req->entity.base, req->entity.len, md, &mdlen, EVP_sha256(), NULL);
     od_hex(md, sizeof(md), ctx->req_hash);
     od_uuid7(ctx->call_id);
+    if (in->group_waiting >= in->conf->pg_max_queue * in->conf->common.pg_conns) {
+        /* PostgreSQL is behind: the waiting requests (and their bodies) stay bounded */
+        ingress__reply_overloaded(ctx);
+        ingress__ctx_free(ctx);
+        return;
+    }
     *in->group_tail = ctx;
     in->group_tail = &ctx->next;
+    in->group_waiting++;
     uv_check_start(&in->group_check, on_group_check);
 }
 
@@ -913,6 +929,26 @@ static const route_t routes[] = {
     {"POST", "/v1/webhooks/{}/deliveries/{}/retry", OD_SCOPE_WEBHOOKS, ingress__retry_webhook_delivery},
 };
 
+/* The connection level a valid key earns: the CSV uploads need outbound:trigger or dnc:manage. */
+static int key_level(const od_key_t *key)
+{
+    return key->scopes & (OD_SCOPE_TRIGGER | OD_SCOPE_DNC) ? OD_HTTP_UPLOADER : OD_HTTP_TENANT;
+}
+
+/* A first request head announced a large body: its key decides the connection's limits. */
+static void on_admit_authed(void *arg, int status, const od_key_t *key)
+{
+    od_http_admit_done(arg, status == OD_AUTH_OK         ? key_level(key)
+                            : status == OD_AUTH_UNKNOWN  ? OD_HTTP_ANON
+                                                         : OD_HTTP_REFUSE);
+}
+
+static void on_admit(void *arg, od_http_admit_t *adm, const char *key, size_t len, const struct sockaddr *peer)
+{
+    ingress_t *in = arg;
+    od_auth_lookup(in->auth, key, len, peer, on_admit_authed, adm);
+}
+
 static void on_authed(void *arg, int status, const od_key_t *key)
 {
     ctx_t *ctx = arg;
@@ -921,17 +957,24 @@ static void on_authed(void *arg, int status, const od_key_t *key)
         ingress__ctx_free(ctx);
         return;
     }
-    if (status == 503) {
+    if (status == OD_AUTH_UNAVAILABLE) {
         ingress__reply_unavailable(ctx);
-    } else if (status != 0) {
+    } else if (status == OD_AUTH_OVERLOADED) {
+        ingress__reply_overloaded(ctx);
+    } else if (status != OD_AUTH_OK) {
+        od_http_conn_level(req, OD_HTTP_ANON); /* the connection is closed after this answer */
         od_http_add_header(req, "www-authenticate", "Bearer realm=\"outdial\"");
         ingress__reply_problem(ctx, 401, "unauthorized", "missing, unknown or revoked API key", NULL);
-    } else if ((key->scopes & ctx->route->scope) == 0) {
-        ingress__reply_problem(ctx, 403, "insufficient_scope", "this API key lacks the scope this endpoint needs", NULL);
     } else {
-        ctx->key = *key;
-        ctx->route->fn(ctx, req);
-        return;
+        od_http_conn_level(req, key_level(key)); /* keep-alive, and the next request's limits */
+        if ((key->scopes & ctx->route->scope) == 0) {
+            ingress__reply_problem(ctx, 403, "insufficient_scope", "this API key lacks the scope this endpoint needs",
+                                   NULL);
+        } else {
+            ctx->key = *key;
+            ctx->route->fn(ctx, req);
+            return;
+        }
     }
     ingress__ctx_free(ctx);
 }
@@ -951,6 +994,12 @@ static void peer_str(const struct sockaddr_storage *sa, char *out, size_t size)
         out[0] = '\0';
 }
 
+/* The routes that take CSV uploads up to OUTDIAL_BATCH_MAX_BYTES. */
+static int is_upload_route(const route_t *r)
+{
+    return r->fn == ingress__create_batch || r->fn == ingress__add_dnc;
+}
+
 static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
 {
     route_binding_t *b = arg;
@@ -961,6 +1010,7 @@ static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
     ctx->started_ms = od_mono_ms();
     ctx->hold = od_http_hold(req);
     struct sockaddr_storage sa;
+    sa.ss_family = AF_UNSPEC;
     if (req->conn->callbacks->get_peername != NULL &&
         req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa) > 0)
         peer_str(&sa, ctx->ip, sizeof(ctx->ip));
@@ -969,12 +1019,21 @@ static void on_route(void *arg, h2o_req_t *req, const od_http_params_t *params)
         ingress__ctx_free(ctx);
         return;
     }
+    /* a connection that may upload takes large bodies on every route: only the uploads keep them */
+    if (req->entity.len > (size_t)b->in->conf->max_body && !is_upload_route(b->route)) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the body of this request is limited to %lld bytes",
+                 (long long)b->in->conf->max_body);
+        ingress__reply_problem(ctx, 413, "body_too_large", detail, NULL);
+        ingress__ctx_free(ctx);
+        return;
+    }
     h2o_iovec_t auth = od_http_header(req, "authorization");
     if (auth.base == NULL || auth.len < 8 || strncasecmp(auth.base, "Bearer ", 7) != 0) {
         on_authed(ctx, 401, NULL);
         return;
     }
-    od_auth_lookup(b->in->auth, auth.base + 7, auth.len - 7, on_authed, ctx);
+    od_auth_lookup(b->in->auth, auth.base + 7, auth.len - 7, (struct sockaddr *)&sa, on_authed, ctx);
 }
 
 static void on_openapi(void *arg, h2o_req_t *req, const od_http_params_t *params)
@@ -1072,7 +1131,10 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
         od_error("kafka: %s", err);
         return NULL;
     }
-    in->auth = od_auth_new(in->pg, conf->auth_cache_ms);
+    od_pg_set_max_queue(in->pg, (int)conf->pg_max_queue);
+    od_auth_limits_t alim = {conf->auth_cache_ms, conf->auth_negative_ttl_ms, conf->auth_fail_max,
+                             conf->auth_fail_window_ms, conf->auth_max_pending};
+    in->auth = od_auth_new(in->pg, &alim);
     snprintf(in->topic_requested, sizeof(in->topic_requested), "%scalls.requested", conf->common.topic_prefix);
     in->group_tail = &in->group_head;
     uv_check_init(svc->loop, &in->group_check);
@@ -1106,6 +1168,18 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
 
     ingress__batches_init(in);
     ingress__events_init(in);
+    od_http_limits_t hlim = {
+        .max_body = (size_t)conf->max_body,
+        .max_upload = (size_t)conf->batch_max_bytes,
+        .max_connections = (int)conf->max_connections,
+        .max_header_bytes = (int)conf->max_header_bytes,
+        .max_headers = (int)conf->max_headers,
+        .header_timeout_ms = (uint64_t)conf->header_timeout_ms,
+        .request_timeout_ms = (uint64_t)conf->request_timeout_ms,
+        .upload_timeout_ms = (uint64_t)conf->upload_timeout_ms,
+    };
+    od_http_set_limits(svc->http, &hlim);
+    od_http_set_admit(svc->http, on_admit, in);
     for (size_t i = 0; i < OD_ARRAY_SIZE(routes); i++) {
         route_binding_t *b = od_malloc(sizeof(*b));
         b->in = in;

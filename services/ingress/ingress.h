@@ -24,6 +24,18 @@ typedef struct ingress_conf {
     int64_t events_max_streams; /**< OUTDIAL_EVENTS_MAX_STREAMS */
     int webhook_allow_private;  /**< OUTDIAL_WEBHOOK_ALLOW_PRIVATE */
     char *console_dir;          /**< OUTDIAL_CONSOLE_DIR */
+    /* before authentication (auth.h, od/http.h od_http_limits_t) */
+    int64_t max_connections;    /**< OUTDIAL_HTTP_MAX_CONNECTIONS */
+    int64_t max_header_bytes;   /**< OUTDIAL_HTTP_MAX_HEADER_BYTES */
+    int64_t max_headers;        /**< OUTDIAL_HTTP_MAX_HEADERS */
+    int64_t header_timeout_ms;  /**< OUTDIAL_HTTP_HEADER_TIMEOUT_MS */
+    int64_t request_timeout_ms; /**< OUTDIAL_HTTP_REQUEST_TIMEOUT_MS */
+    int64_t upload_timeout_ms;  /**< OUTDIAL_HTTP_UPLOAD_TIMEOUT_MS */
+    int64_t auth_negative_ttl_ms; /**< OUTDIAL_AUTH_NEGATIVE_TTL_MS */
+    int64_t auth_fail_max;        /**< OUTDIAL_AUTH_FAIL_MAX */
+    int64_t auth_fail_window_ms;  /**< OUTDIAL_AUTH_FAIL_WINDOW_MS */
+    int64_t auth_max_pending;     /**< OUTDIAL_AUTH_MAX_PENDING */
+    int64_t pg_max_queue;         /**< OUTDIAL_PG_MAX_QUEUE */
 } ingress_conf_t;
 
 typedef struct ingress ingress_t;

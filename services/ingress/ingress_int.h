@@ -70,6 +70,7 @@ struct ingress {
     /* requests of this loop turn waiting for od_accept_calls */
     ctx_t *group_head, **group_tail;
     int groups_inflight;     /* od_accept_calls statements sent and not answered */
+    int group_waiting;       /* requests on group_head..group_tail (OUTDIAL_PG_MAX_QUEUE x OUTDIAL_PG_CONNS at most) */
     uv_check_t group_check;
     /* accepted calls waiting for their delivery report, oldest first */
     h2o_linklist_t awaiting_publish;
@@ -121,6 +122,8 @@ void ingress__reply_unavailable(ctx_t *ctx);
  * Does not free ctx.
  */
 void ingress__reply_failed(ctx_t *ctx, int status, const PGresult *res, const char *what);
+/** 503 overloaded (Retry-After): a bounded queue is full. */
+void ingress__reply_overloaded(ctx_t *ctx);
 /** 400 invalid_parameter for a query parameter; frees ctx. */
 void ingress__bad_param(ctx_t *ctx, const char *field, const char *message);
 /** 400 invalid_parameter for a query string od_http_query found malformed; frees ctx. */

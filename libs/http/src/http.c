@@ -17,18 +17,66 @@ typedef struct route {
     void *arg;
 } route_t;
 
+/*
+ * h2o 2.2.5 reads max_request_entity_size and the HTTP/1 request timeout
+ * from the connection's context (conn->ctx->globalconf) when it parses a
+ * request's head, before any handler: there is no per-path limit and no
+ * hook between the head and the body. So the trust a connection has earned
+ * is its context, one per level (OD_HTTP_ANON ...): two configurations (the
+ * small body limit and request timeout; the large ones) and three contexts.
+ * A new connection's first head is read here (the header timeout, size and
+ * count caps); a head that announces a large body is shown to the service
+ * (od_http_set_admit) before h2o reads the body; later, a handler moves an
+ * HTTP/1 connection between levels (od_http_conn_level).
+ */
+typedef struct level_ctx {
+    h2o_context_t ctx; /* first: h2o hands back &ctx as req->conn->ctx */
+    od_http_t *http;
+    int level;         /* OD_HTTP_ANON, OD_HTTP_TENANT, OD_HTTP_UPLOADER */
+} level_ctx_t;
+
+/* One accepted TCP connection (uv_tcp_t first: libuv hands it back). */
+typedef enum {
+    CONN_HEAD,   /* reading the first request head into conn->head; conn->timer = header timeout */
+    CONN_ADMIT,  /* the service decides the level (od_http_set_admit); not reading */
+    CONN_H2O,    /* handed to h2o, which closes it (on_conn_closed) */
+    CONN_REFUSE, /* writing a canned answer, then reading and dropping until EOF or conn->timer */
+    CONN_CLOSING,
+} conn_state_t;
+
+struct od_http_admit {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    od_http_t *http;
+    conn_state_t state;
+    int handles;   /* handles not yet through their close callback */
+    int counted;   /* counted in http->nconns */
+    char *head;    /* CONN_HEAD/ADMIT: bytes read so far (max_header_bytes) */
+    size_t len;
+    size_t body;   /* CONN_ADMIT: the Content-Length announced (0 if chunked) */
+};
+typedef struct od_http_admit conn_t;
+
 struct od_http {
     uv_loop_t *loop;
     uv_tcp_t listener;
     int listening;
     int port;
-    h2o_globalconf_t config;
-    h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
+    h2o_globalconf_t config;     /* the small body limit and request timeout: ANON, TENANT */
+    h2o_globalconf_t config_big; /* the upload limit and timeout: UPLOADER */
+    level_ctx_t lctx[3];
+    h2o_accept_ctx_t accept_ctx[3];
+    od_http_limits_t lim;
+    int nconns;                  /* open TCP connections (refused ones included while they linger) */
+    int nrefusing;               /* connections in CONN_REFUSE */
+    od_http_admit_fn admit;
+    void *admit_arg;
     route_t *routes;
     size_t nroutes;
     od_http_ready_fn ready;
     void *ready_arg;
+    od_metric_t *m_conns, *m_refused_conns, *m_refused_head, *m_header_timeout;
 };
 
 typedef struct handler {
@@ -61,6 +109,7 @@ static const char *reason_of(int status)
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
+    case 431: return "Request Header Fields Too Large";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -119,9 +168,287 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-static void on_close_free(uv_handle_t *h)
+/* ---- connections: the first head, admission, caps ---- */
+
+static void conn_handle_closed(uv_handle_t *h)
 {
-    free(h);
+    conn_t *c = h->data;
+    if (--c->handles > 0)
+        return;
+    if (c->counted) {
+        c->http->nconns--;
+        od_metric_set(c->http->m_conns, c->http->nconns);
+    }
+    free(c->head);
+    free(c);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (c->state == CONN_REFUSE)
+        c->http->nrefusing--;
+    c->state = CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+}
+
+/* h2o closed the socket it was given (h2o_uv_socket_create's close callback) */
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn_t *c = od_container_of(h, conn_t, tcp);
+    c->state = CONN_CLOSING;
+    c->tcp.data = c;
+    conn_handle_closed(h);
+}
+
+static void on_refuse_timer(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void refuse_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char sink[65536];
+    (void)h, (void)suggested;
+    *buf = uv_buf_init(sink, sizeof(sink));
+}
+
+static void refuse_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0)
+        conn_close(s->data);
+}
+
+static void on_refuse_written(uv_write_t *w, int status)
+{
+    conn_t *c = w->data;
+    if (status != 0 || c->state != CONN_REFUSE)
+        conn_close(c);
+}
+
+/* The canned answers given before h2o has the connection (RFC 9457 bodies). */
+typedef enum {
+    CANNED_413,       /* a body over max_body announced by a head that has not earned more */
+    CANNED_431_BYTES, /* a first head over max_header_bytes */
+    CANNED_431_COUNT, /* a first head with more than max_headers fields */
+    CANNED_503_CONNS, /* over max_connections */
+    CANNED_503_ADMIT, /* the service could not decide (od_http_admit_done OD_HTTP_REFUSE) */
+    CANNED_N,
+} canned_t;
+
+#define CANNED(status, reason, code, detail)                                                                         \
+    "HTTP/1.1 " #status " " reason "\r\ncontent-type: application/problem+json\r\nconnection: close\r\n"            \
+    "cache-control: no-store\r\nretry-after: 1\r\ncontent-length: "                                                  \
+    "%zu\r\n\r\n{\"type\":\"/problems/" code "\",\"title\":\"" reason "\",\"status\":" #status                      \
+    ",\"detail\":\"" detail "\",\"code\":\"" code "\"}"
+
+static const char *const canned_fmt[CANNED_N] = {
+    [CANNED_413] = CANNED(413, "Content Too Large", "body_too_large",
+                          "the request body is larger than this server accepts before authentication (or on this "
+                          "route)"),
+    [CANNED_431_BYTES] = CANNED(431, "Request Header Fields Too Large", "header_too_large",
+                                "the request head is larger than this server accepts"),
+    [CANNED_431_COUNT] = CANNED(431, "Request Header Fields Too Large", "header_too_large",
+                                "the request has more header fields than this server accepts"),
+    [CANNED_503_CONNS] = CANNED(503, "Service Unavailable", "too_many_connections",
+                                "this server has as many connections open as it accepts; retry shortly"),
+    [CANNED_503_ADMIT] = CANNED(503, "Service Unavailable", "overloaded",
+                                "too many requests are waiting for authentication; retry shortly"),
+};
+
+/*
+ * Answers `what` and closes: the client's bytes are read and dropped for up
+ * to a second so that the close does not reset the answer away (a client
+ * that sends its body without waiting reads the answer). Beyond
+ * max_connections such connections at once they are closed at once.
+ */
+static void conn_refuse(conn_t *c, canned_t what)
+{
+    od_http_t *http = c->http;
+    static char texts[CANNED_N][512];
+    if (texts[what][0] == '\0') {
+        /* Content-Length: the text after the blank line (the %zu is before it) */
+        const char *body = strstr(canned_fmt[what], "\r\n\r\n") + 4;
+        snprintf(texts[what], sizeof(texts[what]), canned_fmt[what], strlen(body));
+    }
+    if (c->state == CONN_HEAD)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    if (http->nrefusing >= http->lim.max_connections) {
+        c->state = CONN_HEAD; /* not counted in nrefusing */
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_REFUSE;
+    http->nrefusing++;
+    uv_buf_t b = uv_buf_init(texts[what], (unsigned)strlen(texts[what]));
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_refuse_written) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, refuse_alloc, refuse_read);
+    uv_timer_start(&c->timer, on_refuse_timer, 1000, 0);
+}
+
+/* Gives the connection (and the bytes read so far) to h2o under `level`'s context. */
+static void conn_to_h2o(conn_t *c, int level)
+{
+    od_http_t *http = c->http;
+    assert(level >= OD_HTTP_ANON && level <= OD_HTTP_UPLOADER);
+    if (c->state == CONN_HEAD)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed); /* the tcp handle is h2o's now */
+    c->state = CONN_H2O;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    if (c->len > 0) {
+        /* h2o's HTTP/1 reader parses what is already in its input buffer before it reads */
+        h2o_iovec_t buf = h2o_buffer_reserve(&sock->input, c->len);
+        memcpy(buf.base, c->head, c->len);
+        sock->input->size += c->len;
+    }
+    free(c->head);
+    c->head = NULL;
+    h2o_accept(&http->accept_ctx[level], sock);
+}
+
+void od_http_admit_done(od_http_admit_t *c, int level)
+{
+    assert(c->state == CONN_ADMIT);
+    if (level == OD_HTTP_REFUSE)
+        conn_refuse(c, CANNED_503_ADMIT);
+    else if (level != OD_HTTP_UPLOADER && c->body > c->http->config.max_request_entity_size)
+        conn_refuse(c, CANNED_413); /* what h2o would answer, but read to the end: the client sees it */
+    else
+        conn_to_h2o(c, level);
+}
+
+static int hname_is(const char *p, size_t len, const char *name)
+{
+    return strlen(name) == len && strncasecmp(p, name, len) == 0;
+}
+
+/*
+ * Looks at the first request head (complete in c->head[0..end)): counts its
+ * header lines, and finds the body's announced size and the bearer key. It
+ * does not validate HTTP: h2o parses the head again and answers what is
+ * malformed. Returns 0, or -1 if there are too many header lines.
+ */
+static int head_scan(conn_t *c, size_t end, size_t *body, int *chunked, h2o_iovec_t *bearer)
+{
+    const char *p = c->head, *e = c->head + end;
+    const char *nl = memchr(p, '\n', (size_t)(e - p));
+    int lines = 0;
+    *body = 0, *chunked = 0;
+    *bearer = h2o_iovec_init(NULL, 0);
+    for (p = nl + 1; p < e; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(e - p));
+        if (nl == NULL)
+            break;
+        const char *le = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+        if (le == p)
+            break; /* the blank line */
+        if (++lines > c->http->lim.max_headers)
+            return -1;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon == NULL)
+            continue;
+        const char *v = colon + 1;
+        while (v < le && (*v == ' ' || *v == '\t'))
+            v++;
+        size_t vlen = (size_t)(le - v), nlen = (size_t)(colon - p);
+        if (hname_is(p, nlen, "content-length")) {
+            size_t n = 0;
+            for (const char *d = v; d < le && *d >= '0' && *d <= '9'; d++)
+                n = n > SIZE_MAX / 20 ? SIZE_MAX / 2 : n * 10 + (size_t)(*d - '0');
+            *body = n;
+        } else if (hname_is(p, nlen, "transfer-encoding")) {
+            *chunked = 1;
+        } else if (hname_is(p, nlen, "authorization") && vlen > 7 && strncasecmp(v, "Bearer ", 7) == 0) {
+            *bearer = h2o_iovec_init(v + 7, vlen - 7);
+        }
+    }
+    return 0;
+}
+
+/* The end of the head (after its blank line) within c->head, or 0 if not there yet. */
+static size_t head_end(const conn_t *c)
+{
+    for (size_t i = 0; i < c->len; i++) {
+        if (c->head[i] != '\n')
+            continue;
+        if (i + 1 < c->len && c->head[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < c->len && c->head[i + 1] == '\r' && c->head[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+static void head_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(c->head + c->len, (unsigned)((size_t)c->http->lim.max_header_bytes - c->len));
+}
+
+static void head_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    od_http_t *http = c->http;
+    (void)buf;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    size_t end = head_end(c);
+    if (end == 0) {
+        /* the HTTP/2 preface is no HTTP/1 head: h2o takes it */
+        if (c->len >= 3 && memcmp(c->head, "PRI", 3) == 0) {
+            conn_to_h2o(c, OD_HTTP_ANON);
+        } else if (c->len == (size_t)http->lim.max_header_bytes) {
+            od_metric_add(http->m_refused_head, 1);
+            conn_refuse(c, CANNED_431_BYTES);
+        }
+        return;
+    }
+    size_t body;
+    int chunked;
+    h2o_iovec_t bearer;
+    if (head_scan(c, end, &body, &chunked, &bearer) != 0) {
+        od_metric_add(http->m_refused_head, 1);
+        conn_refuse(c, CANNED_431_COUNT);
+        return;
+    }
+    if ((chunked || body > http->config.max_request_entity_size) && bearer.base != NULL && http->admit != NULL) {
+        /* a large body: only a key that may upload gets the connection the larger limit */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_stop(&c->timer);
+        c->state = CONN_ADMIT;
+        c->body = chunked ? 0 : body;
+        struct sockaddr_storage sa;
+        int salen = sizeof(sa);
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0)
+            sa.ss_family = AF_UNSPEC;
+        http->admit(http->admit_arg, c, bearer.base, bearer.len, (struct sockaddr *)&sa);
+        return;
+    }
+    if (body > http->config.max_request_entity_size)
+        conn_refuse(c, CANNED_413);
+    else
+        conn_to_h2o(c, OD_HTTP_ANON);
+}
+
+static void on_header_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    od_metric_add(c->http->m_header_timeout, 1);
+    conn_close(c); /* slow or silent: no answer, as h2o does for its own request timeout */
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -129,15 +456,29 @@ static void on_connection(uv_stream_t *listener, int status)
     od_http_t *http = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = od_malloc(sizeof(*conn));
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, on_close_free);
+    conn_t *c = od_calloc(1, sizeof(*c));
+    c->http = http;
+    c->state = CONN_HEAD;
+    uv_tcp_init(listener->loop, &c->tcp);
+    uv_timer_init(listener->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
         return;
     }
-    uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_close_free);
-    h2o_accept(&http->accept_ctx, sock);
+    c->counted = 1;
+    http->nconns++;
+    od_metric_set(http->m_conns, http->nconns);
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (http->nconns > http->lim.max_connections) {
+        od_metric_add(http->m_refused_conns, 1);
+        conn_refuse(c, CANNED_503_CONNS);
+        return;
+    }
+    c->head = od_malloc((size_t)http->lim.max_header_bytes);
+    uv_timer_start(&c->timer, on_header_timeout, http->lim.header_timeout_ms, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, head_alloc, head_read);
 }
 
 /*
@@ -195,6 +536,39 @@ static void add_problem_filter(h2o_pathconf_t *pathconf)
     f->on_setup_ostream = on_setup_ostream;
 }
 
+/* Registers the one handler and the problem filter on a configuration. */
+static void conf_setup(od_http_t *http, h2o_globalconf_t *conf)
+{
+    h2o_config_init(conf);
+    conf->server_name = h2o_iovec_init(H2O_STRLIT("outdial"));
+    /* h2o 2.2.5 predates the HTTP/2 rapid-reset fixes: keep per-connection concurrency small */
+    conf->http2.max_concurrent_requests_per_connection = 16;
+    h2o_hostconf_t *hostconf = h2o_config_register_host(conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    handler_t *handler = (handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->http = http;
+    add_problem_filter(pathconf);
+    add_problem_filter(&hostconf->fallback_path);
+}
+
+/* Applies http->lim to the two configurations (read by h2o at each request head). */
+static void limits_apply(od_http_t *http)
+{
+    http->config.max_request_entity_size = http->lim.max_body;
+    http->config.http1.req_timeout = http->lim.request_timeout_ms;
+    http->config.http2.idle_timeout = http->lim.request_timeout_ms;
+    http->config_big.max_request_entity_size = OD_MAX(http->lim.max_upload, http->lim.max_body);
+    http->config_big.http1.req_timeout = http->lim.upload_timeout_ms;
+    http->config_big.http2.idle_timeout = http->lim.upload_timeout_ms;
+    for (int i = 0; i < 3; i++) {
+        /* h2o copies the timeouts into its context at init: keep them in step */
+        h2o_globalconf_t *conf = http->lctx[i].ctx.globalconf;
+        http->lctx[i].ctx.http1.req_timeout.timeout = conf->http1.req_timeout;
+        http->lctx[i].ctx.http2.idle_timeout.timeout = conf->http2.idle_timeout;
+    }
+}
+
 od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_entity, char *errstr, size_t errlen)
 {
     static int sigpipe_ignored;
@@ -204,21 +578,25 @@ od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_e
     }
     od_http_t *http = od_calloc(1, sizeof(*http));
     http->loop = loop;
-    h2o_config_init(&http->config);
-    http->config.max_request_entity_size = max_entity;
-    http->config.server_name = h2o_iovec_init(H2O_STRLIT("outdial"));
-    /* h2o 2.2.5 predates the HTTP/2 rapid-reset fixes: keep per-connection concurrency small */
-    http->config.http2.max_concurrent_requests_per_connection = 16;
-    h2o_hostconf_t *hostconf = h2o_config_register_host(&http->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
-    handler_t *handler = (handler_t *)h2o_create_handler(pathconf, sizeof(*handler));
-    handler->super.on_req = on_req;
-    handler->http = http;
-    add_problem_filter(pathconf);
-    add_problem_filter(&hostconf->fallback_path);
-    h2o_context_init(&http->ctx, loop, &http->config);
-    http->accept_ctx.ctx = &http->ctx;
-    http->accept_ctx.hosts = http->config.hosts;
+    http->lim = (od_http_limits_t)OD_HTTP_LIMITS_DEFAULT;
+    http->lim.max_body = http->lim.max_upload = max_entity;
+    conf_setup(http, &http->config);
+    conf_setup(http, &http->config_big);
+    for (int i = 0; i < 3; i++) {
+        level_ctx_t *lc = &http->lctx[i];
+        lc->http = http;
+        lc->level = i;
+        h2o_context_init(&lc->ctx, loop, i == OD_HTTP_UPLOADER ? &http->config_big : &http->config);
+        http->accept_ctx[i].ctx = &lc->ctx;
+        http->accept_ctx[i].hosts = lc->ctx.globalconf->hosts;
+    }
+    limits_apply(http);
+    http->m_conns = od_gauge("outdial_http_connections", NULL, "TCP connections open on the HTTP port");
+    static const char refused_help[] = "connections refused before any request reached a handler, by reason";
+    http->m_refused_conns = od_counter("outdial_http_refused_total", "reason=\"too_many_connections\"", refused_help);
+    http->m_refused_head = od_counter("outdial_http_refused_total", "reason=\"header_too_large\"", refused_help);
+    http->m_header_timeout = od_counter("outdial_http_refused_total", "reason=\"header_timeout\"", refused_help);
+    od_metric_set(http->m_conns, 0);
 
     struct sockaddr_storage addr;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
@@ -243,15 +621,50 @@ od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_e
                                                    : ((struct sockaddr_in *)&bound)->sin_port);
     return http;
 fail:
-    h2o_context_dispose(&http->ctx);
+    for (int i = 0; i < 3; i++)
+        h2o_context_dispose(&http->lctx[i].ctx);
     h2o_config_dispose(&http->config);
+    h2o_config_dispose(&http->config_big);
     free(http);
     return NULL;
 }
 
 void od_http_set_max_entity(od_http_t *http, size_t max_entity)
 {
-    http->config.max_request_entity_size = max_entity;
+    http->lim.max_upload = max_entity;
+    limits_apply(http);
+}
+
+void od_http_set_limits(od_http_t *http, const od_http_limits_t *lim)
+{
+    assert(lim->max_header_bytes >= 256 && lim->max_headers >= 1 && lim->max_connections >= 1);
+    http->lim = *lim;
+    limits_apply(http);
+}
+
+void od_http_set_admit(od_http_t *http, od_http_admit_fn fn, void *arg)
+{
+    http->admit = fn;
+    http->admit_arg = arg;
+}
+
+static level_ctx_t *level_of(h2o_req_t *req)
+{
+    return od_container_of(req->conn->ctx, level_ctx_t, ctx);
+}
+
+void od_http_conn_level(h2o_req_t *req, int level)
+{
+    assert(level >= OD_HTTP_ANON && level <= OD_HTTP_UPLOADER);
+    level_ctx_t *lc = level_of(req);
+    /* HTTP/2 streams share their connection (and its context): an HTTP/2
+     * connection keeps the level it was accepted with */
+    if (req->version >= 0x200 || lc->level == level)
+        return;
+    /* h2o reads conn->ctx again for the next request of the connection: its
+     * timeout, its body limit. Entries already linked on the old context's
+     * timeout lists unlink themselves, so moving is safe between requests. */
+    req->conn->ctx = &lc->http->lctx[level].ctx;
 }
 
 int od_http_port(const od_http_t *http)
@@ -360,9 +773,18 @@ static void count_response(int status)
     od_metric_add(by_class[cls], 1);
 }
 
+/* A connection that no request has authenticated serves one request: the
+ * next one comes on a new connection, through the first-head checks. */
+static void keep_alive_if_trusted(h2o_req_t *req)
+{
+    if (level_of(req)->level == OD_HTTP_ANON)
+        req->http1_is_persistent = 0;
+}
+
 void od_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
 {
     count_response(status);
+    keep_alive_if_trusted(req);
     req->res.status = status;
     req->res.reason = reason_of(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
@@ -572,6 +994,7 @@ od_http_stream_t *od_http_stream_start(h2o_req_t *req, int status, const char *c
     s->gone = gone;
     s->arg = arg;
     count_response(status);
+    keep_alive_if_trusted(req);
     req->res.status = status;
     req->res.reason = reason_of(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));

@@ -87,7 +87,8 @@ struct od_pg {
     int closing;
     int nhandles;      /* libuv handles not yet through their close callback */
     uv_idle_t idle;    /* drains connections with conn->kick set, out of od_pg_query */
-    od_metric_t *m_ready, *m_inflight, *m_err_connect, *m_err_query, *m_err_broken;
+    int max_queue;     /* od_pg_query_bounded: most queries in flight per connection (0: no bound) */
+    od_metric_t *m_ready, *m_inflight, *m_err_connect, *m_err_query, *m_err_broken, *m_full;
 };
 
 static void on_poll(uv_poll_t *poll, int status, int events);
@@ -651,6 +652,9 @@ od_pg_t *od_pg_new_opts(uv_loop_t *loop, const char *name, const char *dsn, cons
     pg->m_err_query = od_counter("outdial_pg_errors_total", labels, err_help);
     snprintf(labels, sizeof(labels), "pool=\"%s\",kind=\"broken\"", name);
     pg->m_err_broken = od_counter("outdial_pg_errors_total", labels, err_help);
+    snprintf(labels, sizeof(labels), "pool=\"%s\"", name);
+    pg->m_full = od_counter("outdial_pg_queue_full_total", labels,
+                            "queries refused because every connection had its most queries in flight");
     od_metric_set(pg->m_ready, 0);
     od_metric_set(pg->m_inflight, 0);
 
@@ -717,6 +721,30 @@ int od_pg_query(od_pg_t *pg, const char *stmt, int nparams, const char *const *v
         uv_idle_start(&pg->idle, on_idle);
         return 0;
     }
+}
+
+void od_pg_set_max_queue(od_pg_t *pg, int per_conn)
+{
+    assert(per_conn >= 0);
+    pg->max_queue = per_conn;
+}
+
+int od_pg_query_bounded(od_pg_t *pg, const char *stmt, int nparams, const char *const *values, od_pg_cb cb,
+                        void *arg)
+{
+    if (pg->max_queue > 0 && !pg->closing) {
+        int ready = 0, room = 0;
+        for (int i = 0; i < pg->nconns; i++) {
+            const conn_t *conn = &pg->conns[i];
+            ready += conn->state == CONN_READY;
+            room += conn->state == CONN_READY && conn->ninflight < pg->max_queue;
+        }
+        if (ready > 0 && room == 0) {
+            od_metric_add(pg->m_full, 1);
+            return OD_PG_EFULL;
+        }
+    }
+    return od_pg_query(pg, stmt, nparams, values, cb, arg);
 }
 
 int od_pg_ready(const od_pg_t *pg)

@@ -32,12 +32,64 @@ typedef int (*od_http_ready_fn)(void *arg, od_buf_t *why);
 
 /**
  * Creates the server and listens on host:port (port 0 picks a free port).
- * `max_entity` bounds request bodies (h2o answers 413 beyond it).
+ * `max_entity` bounds request bodies (h2o answers 413 beyond it) until
+ * od_http_set_limits says otherwise.
  * Returns NULL with `errstr` filled if the address can't be bound.
  */
 od_http_t *od_http_new(uv_loop_t *loop, const char *host, int port, size_t max_entity, char *errstr, size_t errlen);
-/** Changes the bound on request bodies (a service's configuration, read after od_http_new). */
+/** Changes the bound on UPLOADER connections' bodies (max_upload). */
 void od_http_set_max_entity(od_http_t *http, size_t max_entity);
+/* ---- limits before authentication ---- */
+
+/**
+ * The trust a connection has earned, which decides its limits. Every
+ * connection starts ANON; a handler moves an HTTP/1 connection with
+ * od_http_conn_level once it has authenticated a request.
+ */
+enum {
+    OD_HTTP_ANON = 0,     /**< no request authenticated: small bodies, one request per connection */
+    OD_HTTP_TENANT = 1,   /**< a valid key: small bodies, keep-alive */
+    OD_HTTP_UPLOADER = 2, /**< a valid key that may upload: bodies up to max_upload, the upload timeout */
+    OD_HTTP_REFUSE = -1,  /**< od_http_admit_done: answer 503 overloaded and close */
+};
+
+/** The HTTP server's caps (od_http_set_limits). */
+typedef struct od_http_limits {
+    size_t max_body;            /**< largest body of ANON and TENANT connections (h2o answers 413) */
+    size_t max_upload;          /**< largest body of UPLOADER connections */
+    int max_connections;        /**< open connections; beyond, new ones get a canned 503 and are closed */
+    int max_header_bytes;       /**< size of a new connection's first request head (431 beyond) */
+    int max_headers;            /**< header fields in that head (431 beyond) */
+    uint64_t header_timeout_ms; /**< from accept to the end of the first head (closed without an answer) */
+    uint64_t request_timeout_ms; /**< h2o's HTTP/1 request timeout (the rest of a head and its body, and
+                                      keep-alive idle) and HTTP/2 idle timeout, for ANON and TENANT */
+    uint64_t upload_timeout_ms; /**< the same for UPLOADER connections */
+} od_http_limits_t;
+
+#define OD_HTTP_LIMITS_DEFAULT {65536, 65536, 4096, 16384, 64, 10000, 10000, 300000}
+
+/** Sets the limits (before connections come: a service's configuration). */
+void od_http_set_limits(od_http_t *http, const od_http_limits_t *lim);
+
+/**
+ * A new connection whose first request head announces a body over max_body
+ * (or chunked) and carries `Authorization: Bearer`: before h2o reads the
+ * body, the service decides the connection's level from the key.
+ */
+typedef struct od_http_admit od_http_admit_t;
+/** Decide, now or later, with od_http_admit_done (exactly once). `key` is valid during the call only. */
+typedef void (*od_http_admit_fn)(void *arg, od_http_admit_t *adm, const char *key, size_t len,
+                                 const struct sockaddr *peer);
+void od_http_set_admit(od_http_t *http, od_http_admit_fn fn, void *arg);
+/** The decision: OD_HTTP_ANON, OD_HTTP_TENANT, OD_HTTP_UPLOADER or OD_HTTP_REFUSE. */
+void od_http_admit_done(od_http_admit_t *adm, int level);
+/**
+ * Moves the request's HTTP/1 connection to `level` for its next requests and
+ * for the keep-alive of this one (an ANON connection is closed after its
+ * answer). HTTP/2 connections keep the level they were accepted with.
+ */
+void od_http_conn_level(h2o_req_t *req, int level);
+
 /** The port actually bound. */
 int od_http_port(const od_http_t *http);
 /**

@@ -62,6 +62,23 @@ od_pg_t *od_pg_new_opts(uv_loop_t *loop, const char *name, const char *dsn, cons
  */
 int od_pg_query(od_pg_t *pg, const char *stmt, int nparams, const char *const *values, od_pg_cb cb, void *arg);
 
+/** od_pg_query_bounded: every ready connection has its most queries in flight. */
+#define OD_PG_EFULL (-2)
+
+/**
+ * Bounds the queries in flight per connection for od_pg_query_bounded (0,
+ * the default: no bound). Pipelined queries wait in PostgreSQL's socket and
+ * in libpq's buffers, so this bounds the memory and the wait a burst costs.
+ */
+void od_pg_set_max_queue(od_pg_t *pg, int per_conn);
+/**
+ * od_pg_query for work that may be refused under load (requests from
+ * outside): returns OD_PG_EFULL (callback never called) when every ready
+ * connection already has the od_pg_set_max_queue bound of queries in flight.
+ */
+int od_pg_query_bounded(od_pg_t *pg, const char *stmt, int nparams, const char *const *values, od_pg_cb cb,
+                        void *arg);
+
 /** Number of connections ready for queries (0 = the database is unreachable). */
 int od_pg_ready(const od_pg_t *pg);
 /** Queries sent and not yet answered, over all connections. */
