@@ -13,6 +13,10 @@
  * Every connection's address passes od_webhook_addr_forbidden first (the
  * open-socket callback), so a name that resolves to a private address at
  * send time is refused even if it was public at creation.
+ *
+ * The slots are shared over every copy: per endpoint, per project
+ * (OUTDIAL_WEBHOOK_PER_PROJECT), and the free ones go to the project with
+ * the fewest in flight first (od_webhook_claim, 023_webhook_limits.sql).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +67,7 @@ struct wh_sender {
     char owner[96];
     char schedule[512];    /* {5,300,...} */
     int64_t nschedule;     /* its delays: a retriable failure after that many attempts fails the delivery */
-    char per_endpoint[24], lease_s[24], disable_after[24];
+    char per_endpoint[24], per_project[24], lease_s[24], disable_after[24];
     struct {
         od_metric_t *ok, *retry, *fail, *inflight, *latency, *refused;
         od_metric_t *succeeded, *failed, *retries; /* deliveries by final result; attempts after the first */
@@ -286,8 +290,9 @@ static void cycle(wh_sender_t *s)
         return;
     char *r = json_dumps(s->results, JSON_COMPACT), limit[24];
     snprintf(limit, sizeof(limit), "%lld", (long long)room);
-    const char *params[7] = {s->owner, r, s->schedule, s->disable_after, limit, s->per_endpoint, s->lease_s};
-    if (od_pg_query(s->o->pg, "webhook_cycle", 7, params, on_cycled, s) == 0) {
+    const char *params[8] = {s->owner,        r, s->schedule, s->disable_after, limit, s->per_endpoint,
+                             s->per_project, s->lease_s};
+    if (od_pg_query(s->o->pg, "webhook_cycle", 8, params, on_cycled, s) == 0) {
         s->cycling = 1;
         s->asked = room;
         s->recording_set = s->results;
@@ -354,6 +359,7 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     }
     od_instance_id(s->owner, sizeof(s->owner));
     snprintf(s->per_endpoint, sizeof(s->per_endpoint), "%lld", (long long)conf->webhook_per_endpoint);
+    snprintf(s->per_project, sizeof(s->per_project), "%lld", (long long)conf->webhook_per_project);
     /* a lease outlives the longest attempt, so that no copy takes a delivery still being sent */
     snprintf(s->lease_s, sizeof(s->lease_s), "%lld", (long long)(conf->webhook_timeout_ms / 1000 + 45));
     snprintf(s->disable_after, sizeof(s->disable_after), "%lld", (long long)conf->webhook_disable_after_s);
@@ -380,9 +386,10 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     uv_timer_init(o->loop, &s->poll_timer);
     s->poll_timer.data = s;
     uv_timer_start(&s->poll_timer, on_cycle_timer, (uint64_t)conf->webhook_poll_ms, (uint64_t)conf->webhook_poll_ms);
-    od_info("webhooks: sending as %s, %lld at once (%lld per endpoint), %lld ms timeout, retries after %s s",
+    od_info("webhooks: sending as %s, %lld at once (%lld per endpoint, %lld per project), %lld ms timeout, retries "
+            "after %s s",
             s->owner, (long long)conf->webhook_concurrency, (long long)conf->webhook_per_endpoint,
-            (long long)conf->webhook_timeout_ms, s->schedule);
+            (long long)conf->webhook_per_project, (long long)conf->webhook_timeout_ms, s->schedule);
     return s;
 }
 
