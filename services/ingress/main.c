@@ -41,6 +41,8 @@ static const od_conf_item_t conf_table[] = {
                 "connection longer; 503 beyond); 0: none. Batch imports run on their own connection, without it"),
     OD_CONF_BOOL(ingress_conf_t, webhook_allow_private, "OUTDIAL_WEBHOOK_ALLOW_PRIVATE", "0",
                  "accept webhook URLs that resolve to loopback, private or link-local addresses (local runs only)"),
+    OD_CONF_SECRET(ingress_conf_t, secret_key, "OUTDIAL_SECRET_KEY", "",
+                   "32-byte key (64 hex digits or base64) that encrypts the webhook secrets stored; required"),
 };
 
 int main(int argc, char **argv)

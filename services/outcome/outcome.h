@@ -38,6 +38,8 @@ typedef struct outcome_conf {
     int64_t webhook_per_endpoint;    /**< OUTDIAL_WEBHOOK_PER_ENDPOINT */
     int64_t webhook_per_project;     /**< OUTDIAL_WEBHOOK_PER_PROJECT */
     int64_t webhook_retention_days;  /**< OUTDIAL_WEBHOOK_RETENTION_DAYS (reaper.c) */
+    char *secret_key;                /**< OUTDIAL_SECRET_KEY: opens the endpoints' secrets */
+    char *secret_key_prev;           /**< OUTDIAL_SECRET_KEY_PREVIOUS ("": none) */
     int64_t webhook_timeout_ms;      /**< OUTDIAL_WEBHOOK_TIMEOUT_MS */
     int64_t webhook_poll_ms;         /**< OUTDIAL_WEBHOOK_POLL_MS */
     int64_t webhook_disable_after_s; /**< OUTDIAL_WEBHOOK_DISABLE_AFTER_S */

@@ -8,7 +8,13 @@ black-box against the real services:
   * no delivery row is written for a disabled endpoint (any of the three
     triggers: calls, call events, domain events such as batch.completed);
   * finished deliveries expire after OUTDIAL_WEBHOOK_RETENTION_DAYS, in
-    bounded batches; pending ones and recent ones stay.
+    bounded batches; pending ones and recent ones stay;
+  * endpoint secrets encrypted at rest with OUTDIAL_SECRET_KEY: the table
+    shows no secret, deliveries still verify (the PyPI `standardwebhooks`
+    package, via helpers_webhooks), rows written before encryption keep
+    working and `outdialctl migrate` seals them, a key rotation with
+    OUTDIAL_SECRET_KEY_PREVIOUS, and ingress and outcome refuse to start
+    without a key.
 
 The receivers are real HTTP servers on 127.0.0.1 (helpers_webhooks.Receiver).
 """
@@ -17,11 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 import time
 
 import pytest
 
-from harness import wait_until
+from harness import BIN_DIR, SECRET_KEY, SQL_DIR, free_port, wait_until
 from helpers_batches import phones, upload, wait_batch
 from helpers_pipeline import NO_LIMITS, assert_accepted, parse_ts, phone
 from helpers_webhooks import Receiver, reply
@@ -33,6 +40,7 @@ SYSTEM_ENV = {
 }
 SCOPES = ("outbound:trigger", "sessions:read", "webhooks:manage")
 TEST_TIMEOUT = 240
+SEALED_PREFIX = "odenc1:"
 
 
 @pytest.fixture
@@ -86,8 +94,33 @@ def _call(p, digit: int = 0, **kw) -> str:
     return assert_accepted(p.api.create_call(phone(digit), **kw))["id"]
 
 
+def _stored(system, wid: str) -> tuple[str, str | None]:
+    row = system.rows(f"SELECT secret, coalesce(prev_secret, '') FROM webhook_endpoints WHERE id = '{wid}'")
+    assert row, f"no endpoint {wid}"
+    return row[0][0], row[0][1] or None
+
+
+def _kid(system) -> str:
+    """The key id the services seal with, from outcome's start line."""
+    for line in system.outcome.log_path.read_text().splitlines():
+        if "secrets opened with key " in line:
+            return line.split("secrets opened with key ", 1)[1][:8]
+    raise AssertionError("outcome did not log its key id")
+
+
 def _queued_hits(rx, path: str, call_id: str) -> list:
     return [h for h in rx.hits(path) if h.type == "call.queued" and h.json()["data"]["id"] == call_id]
+
+
+def _ctl_migrate(system, **env) -> subprocess.CompletedProcess:
+    e = system.env()
+    for k, v in env.items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return subprocess.run([str(BIN_DIR / "outdialctl"), "migrate", "--dir", str(SQL_DIR)], env=e,
+                          capture_output=True, text=True, timeout=60)
 
 
 # ============================================================ 1. fair slots
@@ -200,3 +233,116 @@ def test_finished_deliveries_expire_after_the_retention(system, receivers):
     assert "webhook retention: 1000 finished deliveries" in system.outcome.log_path.read_text(), (
         "the deletions run in batches of 1,000")
     del cids
+
+
+# ============================================================ 3. secrets at rest
+
+
+def test_secrets_are_encrypted_at_rest(system, receivers):
+    """After creating and rotating an endpoint, nothing in webhook_endpoints
+    (or the audit log) holds a whsec_ value or either secret; the deliveries
+    carry both signatures, and they verify (standardwebhooks)."""
+    rx = receivers()
+    p = _project(system)
+    ep = _endpoint(p, rx.url("/s"), event_types=["call.queued"])
+    first = ep["secret"]
+    assert first.startswith("whsec_")
+    r = p.api.post(f"/v1/webhooks/{ep['id']}/rotate-secret")
+    assert r.status_code == 200, r.text
+    second = r.json()["secret"]
+    assert second.startswith("whsec_") and second != first
+    dump = system.psql("SELECT row_to_json(w) FROM webhook_endpoints w")
+    assert "whsec_" not in dump, dump
+    for s in (first, second):
+        assert s not in dump and s[6:] not in dump, "a secret readable in the table"
+    sealed, sealed_prev = _stored(system, ep["id"])
+    assert sealed.startswith(SEALED_PREFIX + _kid(system) + ":"), sealed
+    assert sealed_prev and sealed_prev.startswith(SEALED_PREFIX), sealed_prev
+    audit = system.psql("SELECT row_to_json(a) FROM audit_log a")
+    assert "whsec_" not in audit and "odenc1" not in audit
+    cid = _call(p, 0)
+    rx.wait_for(lambda hs: _queued_hits(rx, "/s", cid), "/s", timeout=20, what="the delivery")
+    hit = _queued_hits(rx, "/s", cid)[0]
+    assert hit.valid_for(second) and hit.valid_for(first), hit.signature
+    assert len(hit.signature.split()) == 2, hit.signature
+
+
+def test_plain_rows_keep_working_and_migrate_seals_them(system, receivers):
+    """A row written before encryption (its secret in plain text) is still
+    signed with; `outdialctl migrate` with the key seals it, in place, and
+    deliveries go on verifying with the same secret. Without the key,
+    migrate changes nothing and warns."""
+    rx = receivers()
+    p = _project(system)
+    ep = _endpoint(p, rx.url("/plain"), event_types=["call.queued"])
+    plain = "whsec_" + "QUJD" * 10 + "QUI="     # any base64 of 32 bytes
+    system.psql(f"UPDATE webhook_endpoints SET secret = '{plain}' WHERE id = '{ep['id']}'")
+    c1 = _call(p, 0)
+    rx.wait_for(lambda hs: _queued_hits(rx, "/plain", c1), "/plain", timeout=20, what="a delivery")
+    assert _queued_hits(rx, "/plain", c1)[0].valid_for(plain)
+
+    cp = _ctl_migrate(system, OUTDIAL_SECRET_KEY=None)
+    assert cp.returncode == 0, cp.stderr
+    assert "plain text" in cp.stderr, cp.stderr
+    assert _stored(system, ep["id"])[0] == plain
+
+    cp = _ctl_migrate(system)
+    assert cp.returncode == 0, cp.stderr
+    sealed = _stored(system, ep["id"])[0]
+    assert sealed.startswith(SEALED_PREFIX) and "whsec_" not in sealed, sealed
+    c2 = _call(p, 0)
+    rx.wait_for(lambda hs: _queued_hits(rx, "/plain", c2), "/plain", timeout=20, what="a delivery after migrate")
+    assert _queued_hits(rx, "/plain", c2)[0].valid_for(plain)
+    # again: nothing left to seal
+    cp = _ctl_migrate(system)
+    assert cp.returncode == 0 and "sealed" not in cp.stderr, cp.stderr
+    assert _stored(system, ep["id"])[0] == sealed
+
+
+def test_secret_key_rotation(system, receivers):
+    """Rotating OUTDIAL_SECRET_KEY: `outdialctl migrate` with the new key and
+    the previous one re-seals every row; outcome with the new key (the
+    previous one still set) signs as before. A migrate whose keys open
+    nothing fails and changes nothing."""
+    rx = receivers()
+    p = _project(system)
+    ep = _endpoint(p, rx.url("/rot"), event_types=["call.queued"])
+    secret = ep["secret"]
+    old_kid = _kid(system)
+    new_key = "ab" * 32
+    cp = _ctl_migrate(system, OUTDIAL_SECRET_KEY="cd" * 32)   # a key that opens nothing
+    assert cp.returncode == 1 and "cannot be opened" in cp.stderr, (cp.returncode, cp.stderr)
+    assert _stored(system, ep["id"])[0].startswith(f"{SEALED_PREFIX}{old_kid}:")
+    try:
+        with restarted(system, ("ingress", "outcome"), OUTDIAL_SECRET_KEY=new_key,
+                       OUTDIAL_SECRET_KEY_PREVIOUS=SECRET_KEY):
+            new_kid = _kid(system)
+            assert new_kid != old_kid
+            c1 = _call(p, 0)    # before migrate: outcome opens the row with the previous key
+            rx.wait_for(lambda hs: _queued_hits(rx, "/rot", c1), "/rot", timeout=20, what="a delivery")
+            assert _queued_hits(rx, "/rot", c1)[0].valid_for(secret)
+            cp = _ctl_migrate(system, OUTDIAL_SECRET_KEY=new_key, OUTDIAL_SECRET_KEY_PREVIOUS=SECRET_KEY)
+            assert cp.returncode == 0, cp.stderr
+            assert _stored(system, ep["id"])[0].startswith(f"{SEALED_PREFIX}{new_kid}:")
+            assert system.scalar(f"SELECT count(*) FROM webhook_endpoints "
+                                 f"WHERE secret NOT LIKE '{SEALED_PREFIX}{new_kid}:%'") == "0"
+            c2 = _call(p, 0)
+            rx.wait_for(lambda hs: _queued_hits(rx, "/rot", c2), "/rot", timeout=20, what="a delivery")
+            assert _queued_hits(rx, "/rot", c2)[0].valid_for(secret)
+    finally:
+        # back to the module's key for the tests after this one
+        cp = _ctl_migrate(system, OUTDIAL_SECRET_KEY=SECRET_KEY, OUTDIAL_SECRET_KEY_PREVIOUS=new_key)
+        assert cp.returncode == 0, cp.stderr
+
+
+@pytest.mark.parametrize("binary", ["outdial-ingress", "outdial-outcome"])
+@pytest.mark.parametrize("key", [None, "", "12345", "zz" * 32])
+def test_services_refuse_to_start_without_a_valid_key(system, binary, key):
+    env = system.env(OUTDIAL_HTTP_PORT=str(free_port()))
+    if key is None:
+        env.pop("OUTDIAL_SECRET_KEY", None)
+    else:
+        env["OUTDIAL_SECRET_KEY"] = key
+    cp = subprocess.run([str(BIN_DIR / binary)], env=env, capture_output=True, text=True, timeout=30)
+    assert cp.returncode != 0, f"{binary} started without a valid key"
+    assert "OUTDIAL_SECRET_KEY" in cp.stderr, cp.stderr

@@ -113,13 +113,13 @@ int od_webhook_keys_init(od_webhook_keys_t *k, const char *key, const char *prev
 {
     memset(k, 0, sizeof(*k));
     if (key == NULL || key[0] == '\0')
-        return fail_why(why, "no key");
+        return fail_why(why, "OUTDIAL_SECRET_KEY is not set");
     if (parse_key(key, k->key, k->kid) != 0)
-        return od_webhook_keys_clear(k), fail_why(why, "the key must be 32 bytes: 64 hex digits or 44 base64 characters");
+        return od_webhook_keys_clear(k), fail_why(why, "OUTDIAL_SECRET_KEY must be 32 bytes: 64 hex digits or 44 base64 characters");
     if (prev != NULL && prev[0] != '\0') {
         if (parse_key(prev, k->prev, k->prev_kid) != 0)
             return od_webhook_keys_clear(k),
-                   fail_why(why, "the previous key must be 32 bytes: 64 hex digits or 44 base64 characters");
+                   fail_why(why, "OUTDIAL_SECRET_KEY_PREVIOUS must be 32 bytes: 64 hex digits or 44 base64 characters");
         k->has_prev = 1;
     }
     return 0;

@@ -53,7 +53,8 @@ typedef struct od_webhook_keys {
 
 /**
  * Reads the keys: `key` and `prev` (NULL or "": none) are 32 bytes each, as
- * 64 hex digits or standard base64 (44 characters). 0, or -1 with *why.
+ * 64 hex digits or standard base64 (44 characters). 0, or -1 with *why (a
+ * sentence naming OUTDIAL_SECRET_KEY or OUTDIAL_SECRET_KEY_PREVIOUS).
  */
 int od_webhook_keys_init(od_webhook_keys_t *k, const char *key, const char *prev, const char **why);
 
