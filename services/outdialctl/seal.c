@@ -32,6 +32,14 @@ static PGresult *exec1(PGconn *conn, const char *sql, int n, const char *const *
     return r;
 }
 
+/* A statement without rows: 0, or -1 after saying why. */
+static int cmd(PGconn *conn, const char *sql)
+{
+    PGresult *r = exec1(conn, sql, 0, NULL, PGRES_COMMAND_OK, sql);
+    PQclear(r);
+    return r != NULL ? 0 : -1;
+}
+
 static int plain_warning(PGconn *conn)
 {
     PGresult *r = exec1(conn,
@@ -79,7 +87,7 @@ int ctl_seal_secrets(PGconn *conn)
     int rc = 0;
     for (;;) {
         PGresult *r = NULL;
-        if (exec1(conn, "BEGIN", 0, NULL, PGRES_COMMAND_OK, "begin") == NULL ||
+        if (cmd(conn, "BEGIN") != 0 ||
             (r = exec1(conn,
                        "SELECT id, secret, prev_secret FROM webhook_endpoints "
                        "WHERE secret NOT LIKE $1 OR prev_secret NOT LIKE $1 ORDER BY id LIMIT " BATCH " FOR UPDATE",
@@ -116,7 +124,7 @@ int ctl_seal_secrets(PGconn *conn)
             PQclear(PQexec(conn, "ROLLBACK"));
             break;
         }
-        if (exec1(conn, "COMMIT", 0, NULL, PGRES_COMMAND_OK, "commit") == NULL) {
+        if (cmd(conn, "COMMIT") != 0) {
             rc = -1;
             break;
         }
