@@ -10,9 +10,9 @@
 --    the free slots go round-robin, least in flight first: every project's
 --    first delivery (counting those it has in flight) before any project's
 --    next one; inside a project, round-robin between its endpoints.
---    od_webhook_cycle takes the new p_per_project; its old signature stays,
---    without the project cap, for copies of outdial-outcome not yet upgraded
---    during a rolling upgrade.
+--    od_webhook_cycle takes the new p_per_project; its old signature stays for
+--    copies of outdial-outcome not yet upgraded during a rolling upgrade,
+--    which record their answers and lease nothing more.
 -- 2. Deliveries are written only for enabled endpoints (the three triggers):
 --    a disabled endpoint's events were piling up as pending rows that no one
 --    would ever send. Delivered and failed rows are deleted after a retention
@@ -175,13 +175,21 @@ BEGIN
 END
 $$;
 
--- The signature before 023, for a copy not yet upgraded: no project cap.
+-- The signature before 023, for a copy not yet upgraded during a rolling
+-- upgrade: it records the answers it still collects, and leases nothing. Such
+-- a copy cannot open the secrets 024 stores encrypted (it would send with an
+-- empty signature, which receivers refuse, and the delivery would fail), and
+-- it knows no project cap; the upgraded copies send everything.
 CREATE OR REPLACE FUNCTION od_webhook_cycle(p_owner text, p_results jsonb, p_schedule_s integer[],
                                             p_disable_after_s integer, p_limit integer, p_per_endpoint integer,
                                             p_lease_s integer) RETURNS json
-LANGUAGE sql AS $$
-    SELECT od_webhook_cycle(p_owner, p_results, p_schedule_s, p_disable_after_s, p_limit, p_per_endpoint,
-                            2147483647, p_lease_s)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF jsonb_array_length(p_results) > 0 THEN
+        PERFORM od_webhook_results(p_owner, p_results, p_schedule_s, p_disable_after_s);
+    END IF;
+    RETURN '[]';
+END
 $$;
 
 -- ---------------------------------------------------------------- retention

@@ -169,6 +169,27 @@ def test_slow_project_cannot_hold_the_slots_others_need(system, receivers):
             a.api.delete(f"/v1/webhooks/{ep_a['id']}")
 
 
+def test_copies_before_the_upgrade_lease_nothing(system, receivers):
+    """During a rolling upgrade, an outcome copy older than 023 calls the old
+    od_webhook_cycle: it records its answers but leases nothing (it could not
+    open the encrypted secrets, 024); the new signature leases the delivery."""
+    rx = receivers()
+    p = _project(system)
+    ep = _endpoint(p, rx.url("/up"), event_types=["call.queued"])
+    system.outcome.term()
+    try:
+        cid = _call(p, 0)
+        old = system.scalar("SELECT od_webhook_cycle('old-copy', '[]', '{1}', 60, 100, 8, 1)")
+        assert old == "[]", old
+        new = system.scalar("SELECT od_webhook_cycle('new-copy', '[]', '{1}', 60, 100, 8, 64, 1)")
+        assert cid in new and ep["id"] in new and SEALED_PREFIX in new, new
+    finally:
+        system.outcome.start(timeout=30)
+    # its one-second lease runs out and the real outcome sends it
+    rx.wait_for(lambda hs: _queued_hits(rx, "/up", cid), "/up", timeout=20, what="the delivery")
+    assert _queued_hits(rx, "/up", cid)[0].valid_for(ep["secret"])
+
+
 # ============================================ 2. disabled endpoints, retention
 
 
