@@ -11,7 +11,8 @@
 # OUTDIAL_SIM_TIME_SCALE (default 0.2: calls take seconds, not minutes; the
 # reputation's OUTDIAL_REPUTATION_SHORT_CALL_S is scaled with it),
 # OUTDIAL_DIALERS (dialer copies, default 1), OUTDIAL_WEBHOOK_ALLOW_PRIVATE (default 1 here:
-# webhooks to receivers on this machine).
+# webhooks to receivers on this machine), OUTDIAL_SECRET_KEY (default: a random key made on the
+# first run and kept in .outdial/secret_key; it encrypts the webhook secrets in the database).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,6 +39,15 @@ export OUTDIAL_SIM_TIME_SCALE="${OUTDIAL_SIM_TIME_SCALE:-0.2}"
 export OUTDIAL_REPUTATION_SHORT_CALL_S="${OUTDIAL_REPUTATION_SHORT_CALL_S:-$(awk "BEGIN { print 6 * $OUTDIAL_SIM_TIME_SCALE }")}"
 # webhook receivers on this machine (127.0.0.1) are allowed here, never in production
 export OUTDIAL_WEBHOOK_ALLOW_PRIVATE="${OUTDIAL_WEBHOOK_ALLOW_PRIVATE:-1}"
+# the webhook secrets' key (docs/webhooks.md, "Secrets at rest"): this machine's own, made once and
+# kept with its database; losing it makes the stored webhook secrets useless (rotate them then)
+if [ -z "${OUTDIAL_SECRET_KEY:-}" ]; then
+  if [ ! -s "$DATA/secret_key" ]; then
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DATA/secret_key.tmp" && mv "$DATA/secret_key.tmp" "$DATA/secret_key")
+  fi
+  OUTDIAL_SECRET_KEY=$(cat "$DATA/secret_key")
+fi
+export OUTDIAL_SECRET_KEY
 "$BIN/outdialctl" migrate
 "$BIN/outdialctl" topics create --partitions 6
 

@@ -1121,6 +1121,8 @@ ingress_t *ingress_new(od_svc_t *svc, const ingress_conf_t *conf)
     ingress_t *in = od_calloc(1, sizeof(*in));
     in->svc = svc;
     in->conf = conf;
+    if (ingress__webhooks_init(in) != 0)
+        return NULL;
     char options[64];
     snprintf(options, sizeof(options), "-c statement_timeout=%lld", (long long)conf->statement_timeout_ms);
     in->pg = od_pg_new_opts(svc->loop, "ingress", conf->common.pg_dsn, options, (int)conf->common.pg_conns, stmts,

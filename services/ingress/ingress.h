@@ -23,6 +23,7 @@ typedef struct ingress_conf {
     int64_t batch_max_rows;  /**< OUTDIAL_BATCH_MAX_ROWS */
     int64_t events_max_streams; /**< OUTDIAL_EVENTS_MAX_STREAMS */
     int webhook_allow_private;  /**< OUTDIAL_WEBHOOK_ALLOW_PRIVATE */
+    char *secret_key;           /**< OUTDIAL_SECRET_KEY: seals the webhook secrets stored */
     char *console_dir;          /**< OUTDIAL_CONSOLE_DIR */
     /* before authentication (auth.h, od/http.h od_http_limits_t) */
     int64_t max_connections;    /**< OUTDIAL_HTTP_MAX_CONNECTIONS */

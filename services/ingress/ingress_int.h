@@ -99,8 +99,14 @@ struct ingress {
     int sse_cursor_set, sse_polling;
     int sse_keycheck_inflight;   /* the revocation check of the streams' keys (events.c) */
     int64_t sse_keycheck_ms;     /* when it was last sent (monotonic ms) */
+    struct od_webhook_keys *webhook_keys; /* seal the webhook secrets (webhooks.c; OUTDIAL_SECRET_KEY) */
 };
 
+
+/* ---- webhooks.c ---- */
+
+/** Reads OUTDIAL_SECRET_KEY into in->webhook_keys: 0, or -1 after logging why. */
+int ingress__webhooks_init(ingress_t *in);
 
 /* ---- ingress.c ---- */
 

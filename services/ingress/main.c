@@ -70,6 +70,8 @@ static const od_conf_item_t conf_table[] = {
                 "their accept group per connection; beyond, 503 overloaded"),
     OD_CONF_BOOL(ingress_conf_t, webhook_allow_private, "OUTDIAL_WEBHOOK_ALLOW_PRIVATE", "0",
                  "accept webhook URLs that resolve to loopback, private or link-local addresses (local runs only)"),
+    OD_CONF_SECRET(ingress_conf_t, secret_key, "OUTDIAL_SECRET_KEY", "",
+                   "32-byte key (64 hex digits or base64) that encrypts the webhook secrets stored; required"),
 };
 
 int main(int argc, char **argv)

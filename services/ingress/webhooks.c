@@ -11,11 +11,13 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ingress_int.h"
 #include "od/core.h"
+#include "od/log.h"
 #include "od/webhook.h"
 
 #define DESCRIPTION_MAX 500 /* characters */
@@ -227,15 +229,52 @@ void ingress__list_webhooks(ctx_t *ctx, h2o_req_t *req)
     webhook_api(ctx, "list", json_object());
 }
 
+int ingress__webhooks_init(ingress_t *in)
+{
+    const char *why = NULL;
+    in->webhook_keys = od_calloc(1, sizeof(*in->webhook_keys));
+    if (od_webhook_keys_init(in->webhook_keys, in->conf->secret_key, NULL, &why) != 0) {
+        od_error("%s: the webhook secrets are stored encrypted with it (docs/webhooks.md, \"Secrets at rest\"; "
+                 "deploy/local/run.sh makes a local one)",
+                 why);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * A new secret into args: "secret", sealed with OUTDIAL_SECRET_KEY (what
+ * the row stores), and "secret_shown", the plain whsec_ value the answer
+ * shows once (od_webhook_api, 023_webhook_limits.sql). 0, or -1.
+ */
+static int new_secret(ctx_t *ctx, json_t *args)
+{
+    char secret[OD_WEBHOOK_SECRET_LEN + 1], sealed[OD_WEBHOOK_SEALED_MAX];
+    od_webhook_secret_new(secret);
+    int rc = od_webhook_secret_seal(ctx->in->webhook_keys, secret, sealed);
+    if (rc == 0) {
+        json_object_set_new(args, "secret", json_string(sealed));
+        json_object_set_new(args, "secret_shown", json_string(secret));
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return rc;
+}
+
+/* OpenSSL failed: nothing the client can change */
+static void seal_failed(ctx_t *ctx)
+{
+    ingress__reply_problem(ctx, 503, "service_unavailable", "the webhook secret could not be encrypted; retry shortly",
+                           NULL);
+}
+
 void ingress__create_webhook(ctx_t *ctx, h2o_req_t *req)
 {
     json_t *args = json_object();
     od_webhook_url_t url;
-    char secret[OD_WEBHOOK_SECRET_LEN + 1];
     if (parse_body(ctx, req, 1, args, &url) != 0)
         return;
-    od_webhook_secret_new(secret);
-    json_object_set_new(args, "secret", json_string(secret));
+    if (new_secret(ctx, args) != 0)
+        return json_decref(args), seal_failed(ctx);
     check_url_then(ctx, &url, "create", args);
 }
 
@@ -276,12 +315,11 @@ void ingress__delete_webhook(ctx_t *ctx, h2o_req_t *req)
 void ingress__rotate_webhook_secret(ctx_t *ctx, h2o_req_t *req)
 {
     (void)req;
-    char secret[OD_WEBHOOK_SECRET_LEN + 1];
     json_t *args = id_args(ctx);
     if (args == NULL)
         return;
-    od_webhook_secret_new(secret);
-    json_object_set_new(args, "secret", json_string(secret));
+    if (new_secret(ctx, args) != 0)
+        return json_decref(args), seal_failed(ctx);
     webhook_api(ctx, "rotate", args);
 }
 

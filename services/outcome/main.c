@@ -23,6 +23,17 @@ static const od_conf_item_t conf_table[] = {
                 "webhook requests in flight at once from this copy"),
     OD_CONF_INT(outcome_conf_t, webhook_per_endpoint, "OUTDIAL_WEBHOOK_PER_ENDPOINT", "8", 1, 1000,
                 "webhook requests in flight at once to one endpoint, over every copy"),
+    OD_CONF_INT(outcome_conf_t, webhook_per_project, "OUTDIAL_WEBHOOK_PER_PROJECT", "64", 1, 100000,
+                "webhook requests in flight at once for one project, over every copy; free slots go to the project "
+                "with the fewest in flight first"),
+    OD_CONF_INT(outcome_conf_t, webhook_retention_days, "OUTDIAL_WEBHOOK_RETENTION_DAYS", "30", 1, 3650,
+                "succeeded and failed webhook deliveries created longer ago than this many days are deleted from the "
+                "delivery log"),
+    OD_CONF_SECRET(outcome_conf_t, secret_key, "OUTDIAL_SECRET_KEY", "",
+                   "32-byte key (64 hex digits or base64) that opens the webhook secrets stored encrypted; required"),
+    OD_CONF_SECRET(outcome_conf_t, secret_key_prev, "OUTDIAL_SECRET_KEY_PREVIOUS", "",
+                   "the key before OUTDIAL_SECRET_KEY while a key rotation is under way: it still opens the secrets "
+                   "it sealed (empty: none)"),
     OD_CONF_INT(outcome_conf_t, webhook_timeout_ms, "OUTDIAL_WEBHOOK_TIMEOUT_MS", "15000", 100, 60000,
                 "a webhook request that takes longer fails (and is retried)"),
     OD_CONF_INT(outcome_conf_t, webhook_poll_ms, "OUTDIAL_WEBHOOK_POLL_MS", "100", 10, 60000,

@@ -19,7 +19,9 @@ static const od_pg_stmt_t outcome_stmts[] = {
     {"alerts_claim", "SELECT od_alerts_claim($1::integer, $2::integer)"},
     {"alerts_done", "SELECT od_alerts_done($1::uuid[])"},
     {"webhook_cycle", "SELECT od_webhook_cycle($1, $2::jsonb, $3::integer[], $4::integer, $5::integer, "
-                      "$6::integer, $7::integer)::text"},
+                      "$6::integer, $7::integer, $8::integer)::text"},
+    /* the limit is the chore's (reaper.c, WEBHOOK_EXPIRY_LIMIT) */
+    {"webhook_expire", "SELECT od_webhook_expire($1::integer, 1000)"},
 };
 
 static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -112,6 +114,8 @@ outcome_t *outcome_new(od_svc_t *svc, const outcome_conf_t *conf)
     o->m.expired = od_counter("outdial_outcome_idempotency_expired_total", NULL, "idempotency records deleted");
     o->m.recordings_deleted = od_counter("outdial_outcome_recordings_deleted_total", NULL,
                                          "recordings deleted after their project's retention period");
+    o->m.webhooks_expired = od_counter("outdial_outcome_webhook_deliveries_expired_total", NULL,
+                                       "finished webhook deliveries deleted after OUTDIAL_WEBHOOK_RETENTION_DAYS");
     o->m.compacted = od_counter("outdial_outcome_batch_deltas_folded_total", NULL,
                                 "batch counter deltas folded into the batches' counters");
     o->m.rep_folded = od_counter("outdial_outcome_reputation_deltas_folded_total", NULL,

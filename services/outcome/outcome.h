@@ -36,6 +36,10 @@ typedef struct outcome_conf {
     int webhook_allow_private;       /**< OUTDIAL_WEBHOOK_ALLOW_PRIVATE */
     int64_t webhook_concurrency;     /**< OUTDIAL_WEBHOOK_CONCURRENCY */
     int64_t webhook_per_endpoint;    /**< OUTDIAL_WEBHOOK_PER_ENDPOINT */
+    int64_t webhook_per_project;     /**< OUTDIAL_WEBHOOK_PER_PROJECT */
+    int64_t webhook_retention_days;  /**< OUTDIAL_WEBHOOK_RETENTION_DAYS (reaper.c) */
+    char *secret_key;                /**< OUTDIAL_SECRET_KEY: opens the endpoints' secrets */
+    char *secret_key_prev;           /**< OUTDIAL_SECRET_KEY_PREVIOUS ("": none) */
     int64_t webhook_timeout_ms;      /**< OUTDIAL_WEBHOOK_TIMEOUT_MS */
     int64_t webhook_poll_ms;         /**< OUTDIAL_WEBHOOK_POLL_MS */
     int64_t webhook_disable_after_s; /**< OUTDIAL_WEBHOOK_DISABLE_AFTER_S */
@@ -101,7 +105,7 @@ struct outcome {
     int paused, draining, closing;
 
     /* reaper.c */
-    outcome_chore_t reap, compact, rep_compact, expire, recordings;
+    outcome_chore_t reap, compact, rep_compact, expire, recordings, webhook_expiry;
 
     uv_timer_t drain_timer;
     wh_sender_t *webhooks; /**< webhook_sender.c */
@@ -110,7 +114,7 @@ struct outcome {
 
     struct {
         od_metric_t *applied, *ignored, *latency, *batch_size, *poison, *reaped, *expired, *compacted, *rep_folded,
-            *recordings_deleted;
+            *recordings_deleted, *webhooks_expired;
     } m;
 };
 

@@ -6,8 +6,11 @@
  * and finishing the batches that are done, folding the caller reputation's
  * deltas into its 5-minute buckets, deleting the recordings past their
  * project's retention (one index probe per project; all three every reaper
- * interval), and expiring idempotency records past their keep time (every
- * 10 minutes).
+ * interval), deleting the finished webhook deliveries past
+ * OUTDIAL_WEBHOOK_RETENTION_DAYS (every reaper interval too: one probe of
+ * an index when there is nothing to do, batches of 1,000 one after another
+ * when there is), and expiring idempotency records past their keep time
+ * (every 10 minutes).
  *
  * Each is a chore: one statement with one parameter, answering a count, run
  * by a timer, never twice at once; a count at its limit runs it again at once.
@@ -22,6 +25,7 @@
 #define REAP_LIMIT 1000
 #define COMPACT_LIMIT 10000
 #define RECORDINGS_LIMIT 1000
+#define WEBHOOK_EXPIRY_LIMIT 1000 /* as in the statement (outcome.c) */
 #define EXPIRE_EVERY_MS (10 * 60 * 1000)
 
 static void on_chore_timer(uv_timer_t *t);
@@ -88,6 +92,12 @@ static void report_recordings(outcome_t *o, int n)
     od_info("recordings: %d deleted after their project's retention period", n);
 }
 
+static void report_webhooks_expired(outcome_t *o, int n)
+{
+    od_info("webhook retention: %d finished deliveries older than %lld days deleted", n,
+            (long long)o->conf->webhook_retention_days);
+}
+
 void outcome__reaper_start(outcome_t *o)
 {
     uint64_t every = (uint64_t)o->conf->reaper_interval_ms;
@@ -98,6 +108,8 @@ void outcome__reaper_start(outcome_t *o)
                 o->m.recordings_deleted, report_recordings);
     chore_start(o, &o->rep_compact, "reputation counters", "reputation_compact", COMPACT_LIMIT, COMPACT_LIMIT, every,
                 o->m.rep_folded, NULL);
+    chore_start(o, &o->webhook_expiry, "webhook retention", "webhook_expire", o->conf->webhook_retention_days,
+                WEBHOOK_EXPIRY_LIMIT, every, o->m.webhooks_expired, report_webhooks_expired);
     chore_start(o, &o->expire, "idempotency expiry", "expire_idem", o->conf->idem_keep_s, 0, EXPIRE_EVERY_MS,
                 o->m.expired, report_expired);
 }
@@ -109,6 +121,7 @@ void outcome__reaper_pause(outcome_t *o)
     uv_timer_stop(&o->rep_compact.timer);
     uv_timer_stop(&o->expire.timer);
     uv_timer_stop(&o->recordings.timer);
+    uv_timer_stop(&o->webhook_expiry.timer);
 }
 
 void outcome__reaper_stop(outcome_t *o)
@@ -120,4 +133,5 @@ void outcome__reaper_stop(outcome_t *o)
     uv_close((uv_handle_t *)&o->rep_compact.timer, NULL);
     uv_close((uv_handle_t *)&o->expire.timer, NULL);
     uv_close((uv_handle_t *)&o->recordings.timer, NULL);
+    uv_close((uv_handle_t *)&o->webhook_expiry.timer, NULL);
 }

@@ -13,6 +13,12 @@
  * Every connection's address passes od_webhook_addr_forbidden first (the
  * open-socket callback), so a name that resolves to a private address at
  * send time is refused even if it was public at creation.
+ *
+ * The slots are shared over every copy: per endpoint, per project
+ * (OUTDIAL_WEBHOOK_PER_PROJECT), and the free ones go to the project with
+ * the fewest in flight first (od_webhook_claim, 023_webhook_limits.sql).
+ * The endpoints' secrets are stored sealed (od_webhook_secret_open with
+ * OUTDIAL_SECRET_KEY); they are opened here just before signing and wiped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +28,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "od/core.h"
 #include "od/curlm.h"
@@ -63,10 +70,12 @@ struct wh_sender {
     char owner[96];
     char schedule[512];    /* {5,300,...} */
     int64_t nschedule;     /* its delays: a retriable failure after that many attempts fails the delivery */
-    char per_endpoint[24], lease_s[24], disable_after[24];
+    char per_endpoint[24], per_project[24], lease_s[24], disable_after[24];
+    od_webhook_keys_t keys; /* open the endpoints' secrets */
     struct {
         od_metric_t *ok, *retry, *fail, *inflight, *latency, *refused;
         od_metric_t *succeeded, *failed, *retries; /* deliveries by final result; attempts after the first */
+        od_metric_t *unopened; /* secrets that no key opens */
     } m;
 };
 
@@ -121,11 +130,29 @@ static int start(wh_sender_t *s, json_t *d)
     const char *id = json_string_value(json_object_get(d, "id"));
     const char *event_id = json_string_value(json_object_get(d, "event_id"));
     const char *url = json_string_value(json_object_get(d, "url"));
-    const char *secret = json_string_value(json_object_get(d, "secret"));
-    const char *prev = json_string_value(json_object_get(d, "prev_secret"));
+    const char *sealed = json_string_value(json_object_get(d, "secret"));
+    const char *sealed_prev = json_string_value(json_object_get(d, "prev_secret"));
     const char *payload = json_string_value(json_object_get(d, "payload"));
-    if (id == NULL || event_id == NULL || url == NULL || secret == NULL || payload == NULL || strlen(id) != 36)
+    char secret[OD_WEBHOOK_SECRET_LEN + 1], prev_buf[OD_WEBHOOK_SECRET_LEN + 1], *prev = NULL;
+    if (id == NULL || event_id == NULL || url == NULL || sealed == NULL || payload == NULL || strlen(id) != 36)
         return -1;
+    /* a secret no key opens (a key rotated without OUTDIAL_SECRET_KEY_PREVIOUS): the delivery waits for its
+     * lease to run out and is tried again, its attempts untouched, until the operator sets the key */
+    if (od_webhook_secret_open(&s->keys, sealed, secret) < 0) {
+        od_error("webhooks: delivery %s: the endpoint's secret cannot be opened with OUTDIAL_SECRET_KEY (or "
+                 "OUTDIAL_SECRET_KEY_PREVIOUS); not sent",
+                 id);
+        od_metric_add(s->m.unopened, 1);
+        return 0;
+    }
+    if (sealed_prev != NULL) {
+        if (od_webhook_secret_open(&s->keys, sealed_prev, prev_buf) >= 0)
+            prev = prev_buf;
+        else /* the current secret still signs */
+            od_warn("webhooks: delivery %s: the endpoint's previous secret cannot be opened; signed with the "
+                    "current one only",
+                    id);
+    }
     wh_transfer_t *t = od_calloc(1, sizeof(*t));
     t->s = s;
     memcpy(t->id, id, 37);
@@ -140,6 +167,8 @@ static int start(wh_sender_t *s, json_t *d)
         od_buf_puts(&sh, sig);
     if (prev != NULL && od_webhook_sign(prev, event_id, ts, payload, len, sig_prev) == 0)
         od_buf_printf(&sh, " %s", sig_prev);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(prev_buf, sizeof(prev_buf));
     snprintf(h, sizeof(h), "webhook-id: %s", event_id);
     t->headers = curl_slist_append(t->headers, h);
     snprintf(h, sizeof(h), "webhook-timestamp: %lld", (long long)ts);
@@ -286,8 +315,9 @@ static void cycle(wh_sender_t *s)
         return;
     char *r = json_dumps(s->results, JSON_COMPACT), limit[24];
     snprintf(limit, sizeof(limit), "%lld", (long long)room);
-    const char *params[7] = {s->owner, r, s->schedule, s->disable_after, limit, s->per_endpoint, s->lease_s};
-    if (od_pg_query(s->o->pg, "webhook_cycle", 7, params, on_cycled, s) == 0) {
+    const char *params[8] = {s->owner,        r, s->schedule, s->disable_after, limit, s->per_endpoint,
+                             s->per_project, s->lease_s};
+    if (od_pg_query(s->o->pg, "webhook_cycle", 8, params, on_cycled, s) == 0) {
         s->cycling = 1;
         s->asked = room;
         s->recording_set = s->results;
@@ -347,13 +377,23 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
         free(s);
         return NULL;
     }
+    const char *why = NULL;
+    if (od_webhook_keys_init(&s->keys, conf->secret_key, conf->secret_key_prev, &why) != 0) {
+        od_error("%s: the webhook secrets are stored encrypted with it (docs/webhooks.md, \"Secrets at rest\"; "
+                 "deploy/local/run.sh makes a local one)",
+                 why);
+        free(s);
+        return NULL;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         od_error("webhooks: curl_global_init failed");
+        od_webhook_keys_clear(&s->keys);
         free(s);
         return NULL;
     }
     od_instance_id(s->owner, sizeof(s->owner));
     snprintf(s->per_endpoint, sizeof(s->per_endpoint), "%lld", (long long)conf->webhook_per_endpoint);
+    snprintf(s->per_project, sizeof(s->per_project), "%lld", (long long)conf->webhook_per_project);
     /* a lease outlives the longest attempt, so that no copy takes a delivery still being sent */
     snprintf(s->lease_s, sizeof(s->lease_s), "%lld", (long long)(conf->webhook_timeout_ms / 1000 + 45));
     snprintf(s->disable_after, sizeof(s->disable_after), "%lld", (long long)conf->webhook_disable_after_s);
@@ -370,6 +410,9 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
                               "webhook attempts after a delivery's first (scheduled or manual retries)");
     s->m.refused = od_counter("outdial_webhook_refused_addresses_total", NULL,
                               "webhook connections refused because the address is not public");
+    s->m.unopened = od_counter("outdial_webhook_secrets_unopened_total", NULL,
+                               "webhook deliveries not sent because no key opens their endpoint's secret "
+                               "(OUTDIAL_SECRET_KEY, OUTDIAL_SECRET_KEY_PREVIOUS)");
     s->m.inflight = od_gauge("outdial_webhook_inflight", NULL, "webhook requests in flight from this copy");
     s->m.latency = od_histogram("outdial_webhook_attempt_seconds", NULL, "duration of a webhook attempt",
                                 latency_buckets, (int)OD_ARRAY_SIZE(latency_buckets));
@@ -380,9 +423,11 @@ wh_sender_t *outcome__webhooks_start(outcome_t *o)
     uv_timer_init(o->loop, &s->poll_timer);
     s->poll_timer.data = s;
     uv_timer_start(&s->poll_timer, on_cycle_timer, (uint64_t)conf->webhook_poll_ms, (uint64_t)conf->webhook_poll_ms);
-    od_info("webhooks: sending as %s, %lld at once (%lld per endpoint), %lld ms timeout, retries after %s s",
+    od_info("webhooks: sending as %s, %lld at once (%lld per endpoint, %lld per project), %lld ms timeout, retries "
+            "after %s s; secrets opened with key %s%s%s",
             s->owner, (long long)conf->webhook_concurrency, (long long)conf->webhook_per_endpoint,
-            (long long)conf->webhook_timeout_ms, s->schedule);
+            (long long)conf->webhook_per_project, (long long)conf->webhook_timeout_ms, s->schedule, s->keys.kid,
+            s->keys.has_prev ? " and previous key " : "", s->keys.has_prev ? s->keys.prev_kid : "");
     return s;
 }
 
@@ -407,6 +452,7 @@ void outcome__webhooks_close(wh_sender_t *s)
     uv_close((uv_handle_t *)&s->cycle_timer, NULL);
     json_decref(s->results);
     json_decref(s->recording_set);
+    od_webhook_keys_clear(&s->keys);
     curl_global_cleanup();
     /* the handles are closed on the next loop turn; the struct lives until the process ends */
 }

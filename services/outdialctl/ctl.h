@@ -6,6 +6,12 @@
 
 /** Applies proto/sql/NNN_*.sql files of `dir` not yet recorded in schema_migrations, in order. */
 int ctl_migrate(PGconn *conn, const char *dir);
+/**
+ * Seals with $OUTDIAL_SECRET_KEY every webhook secret not yet sealed with
+ * it (plain rows of before 023, rows of $OUTDIAL_SECRET_KEY_PREVIOUS); without
+ * the key, warns of plain rows. 0, or -1 (a value no key opens, a bad key).
+ */
+int ctl_seal_secrets(PGconn *conn);
 /** Creates the three topics (prefix + calls.requested|dispatch|events) if missing. */
 int ctl_topics_create(const char *brokers, const char *prefix, int partitions, int replication);
 

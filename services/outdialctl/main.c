@@ -20,7 +20,9 @@
 static const char usage[] =
     "usage: outdialctl [--json] COMMAND ...\n"
     "\n"
-    "  migrate [--dir DIR]                          apply proto/sql migrations (default DIR: $OUTDIAL_SQL_DIR or proto/sql)\n"
+    "  migrate [--dir DIR]                          apply proto/sql migrations (default DIR: $OUTDIAL_SQL_DIR or proto/sql);\n"
+    "                                               then, with $OUTDIAL_SECRET_KEY, encrypt the webhook secrets not yet\n"
+    "                                               encrypted with it (plain, or $OUTDIAL_SECRET_KEY_PREVIOUS's)\n"
     "  topics create [--partitions N] [--replication N]\n"
     "                                               create the Kafka topics (prefix $OUTDIAL_TOPIC_PREFIX)\n"
     "  project create NAME [--pacing N] [--wallet MICROS]      prints the project id\n"
@@ -50,6 +52,7 @@ static const char usage[] =
     "\n"
     "Scopes: outbound:trigger, sessions:read, webhooks:manage, dnc:manage, admin.\n"
     "Environment: OUTDIAL_PG_DSN, OUTDIAL_KAFKA_BROKERS, OUTDIAL_TOPIC_PREFIX, OUTDIAL_SQL_DIR;\n"
+    "  migrate: OUTDIAL_SECRET_KEY, OUTDIAL_SECRET_KEY_PREVIOUS (docs/webhooks.md, \"Secrets at rest\");\n"
     "  batch: OUTDIAL_URL (default http://127.0.0.1:8080), OUTDIAL_API_KEY (required).\n";
 
 static int json_out;
@@ -286,7 +289,7 @@ int main(int argc, char **argv)
             dir = getenv("OUTDIAL_SQL_DIR");
         if ((conn = connect_pg()) == NULL)
             return 1;
-        rc = ctl_migrate(conn, dir ? dir : "proto/sql") == 0 ? 0 : 1;
+        rc = ctl_migrate(conn, dir ? dir : "proto/sql") == 0 && ctl_seal_secrets(conn) == 0 ? 0 : 1;
     } else if (strcmp(cmd, "project") == 0 && strcmp(sub, "create") == 0 && rest >= 1) {
         static const char *const allowed[] = {"--pacing", "--wallet", NULL};
         const char *pacing = opt(rest, args, "--pacing"), *wallet = opt(rest, args, "--wallet");

@@ -58,6 +58,9 @@ KEEP = os.environ.get("OUTDIAL_TEST_KEEP", "") not in ("", "0")
 SIM_TIME_SCALE = "0.01"
 REPUTATION_SHORT_CALL_S = "0.06"
 DIALER_LEASE_S = "3"
+# the key that encrypts the webhook secrets at rest (docs/webhooks.md, "Secrets at rest"): a fixed
+# one for tests; a test that needs the service without it, or with another, overrides it
+SECRET_KEY = "5e1ec7ed" * 8
 
 
 class HarnessError(RuntimeError):
@@ -651,6 +654,7 @@ class System:
             # limit on unknown keys would let one test's bad keys refuse the next test's
             # new ones (test_flood sets it back and tests it)
             "OUTDIAL_AUTH_FAIL_MAX": "1000000",
+            "OUTDIAL_SECRET_KEY": os.environ.get("OUTDIAL_SECRET_KEY") or SECRET_KEY,
         })
         e.update(self.extra_env)
         e.update(over)

@@ -545,8 +545,9 @@ def test_call_lifecycle_events(system, receivers):
 
 def test_event_type_filter_and_disabled_endpoint(system, receivers):
     """An endpoint subscribed to call.completed only gets just that; a
-    disabled endpoint gets nothing (its deliveries wait) until enabled again,
-    then every waiting event with the same ids as the other endpoints got."""
+    disabled endpoint gets nothing, and no delivery is even written for it
+    (issue 18: they piled up unsent); enabled again, it gets the events from
+    then on, with the same ids as the other endpoints got."""
     rx = receivers()
     p = _project(system)
     everything = _create(p.api, rx.url("/all"))
@@ -572,21 +573,21 @@ def test_event_type_filter_and_disabled_endpoint(system, receivers):
     assert body["id"] in rx.ids("/all"), "the same event has the same id on every endpoint"
 
     assert rx.count("/off") == 0, f"a disabled endpoint was sent {[h.type for h in rx.hits('/off')]}"
-    off_ds = _deliveries(p.api, off["id"])
-    assert sorted(d["event_id"] for d in off_ds) == sorted(d["event_id"] for d in all_ds), (
-        "a disabled endpoint's deliveries are kept, waiting")
-    assert all(d["status"] == "pending" and d["attempts"] == 0 for d in off_ds), off_ds
+    assert _deliveries(p.api, off["id"]) == [], "no delivery is written for a disabled endpoint (issue 18)"
 
+    # enabled again: the events from then on, signed with its own secret
     up = _ok(p.api.patch(f"/v1/webhooks/{off['id']}", json={"enabled": True}))
     assert (up["enabled"], up["disabled_reason"], up["failing_since"]) == (True, None, None), up
-    rx.wait_hits(len(off_ds), "/off", timeout=20)
+    later = _call(p, 0)
+    p.wait_final(later, timeout=30)
+    rx.wait_for(lambda hs: _has_final(rx, later, "/off"), "/off", timeout=20, what="the events after enabling")
     _wait_deliveries(p.api, off["id"], _all_done)
-    time.sleep(0.5)
     off_hits = rx.hits("/off")
-    assert sorted(h.id for h in off_hits) == sorted(rx.ids("/all")), "what waited is sent, each once"
+    assert {h.json()["data"]["id"] for h in off_hits} == {later}, "only the events written while enabled"
     for h in off_hits:
         _check_request(h, off["secret"])
         assert not h.valid_for(everything["secret"]), "signed with its own endpoint's secret"
+        assert h.id in rx.ids("/all"), "the same event has the same id on every endpoint"
 
 
 # ======================================================= 6. batch.completed
@@ -816,8 +817,8 @@ def test_retry_while_in_flight_is_409(system, receivers):
 def test_410_disables_the_endpoint(system, receivers):
     """410 Gone fails the delivery at once and disables the endpoint
     (disabled_reason gone), in the audit log as webhook.disabled by the
-    system; events then wait; enabling it again clears the reason and sends
-    what waited."""
+    system; no delivery is written while it is disabled; enabling it again
+    clears the reason, and the events from then on are sent."""
     rx = receivers()
     p, eps, first = _one_event_setup(system, rx, {"/gone": ([], 410)})
     ep = eps["/gone"]
@@ -831,22 +832,22 @@ def test_410_disables_the_endpoint(system, receivers):
     assert len(mine) == 1, audit
     assert mine[0]["actor"] == {"type": "system", "service": "outcome"}, mine[0]
 
-    # while disabled: a new event waits, nothing is sent
+    # while disabled: no delivery is written for a new event (issue 18), nothing is sent
     second = _call(p, 0)
-    waiting = _wait_deliveries(p.api, ep["id"], lambda ds: len(ds) >= 2, what="the 2nd event's delivery")
+    p.wait_final(second, timeout=30)
     time.sleep(1.5)
     assert rx.count("/gone") == 1, "a disabled endpoint was sent to"
-    new = [d for d in waiting if d["id"] != ds[0]["id"]]
-    assert len(new) == 1 and new[0]["status"] == "pending" and new[0]["attempts"] == 0, waiting
+    assert [d["id"] for d in _deliveries(p.api, ep["id"])] == [ds[0]["id"]], "a delivery for a disabled endpoint"
 
     rx.plan("/gone", [], then=200)
     up = _ok(p.api.patch(f"/v1/webhooks/{ep['id']}", json={"enabled": True}))
     assert (up["enabled"], up["disabled_reason"], up["failing_since"]) == (True, None, None), up
+    third = _call(p, 0)
     hits = rx.wait_hits(2, "/gone", timeout=15)
     body = _check_request(hits[1], ep["secret"])
-    assert body["id"] == new[0]["event_id"] and body["data"]["id"] == second, body
-    final = _wait_deliveries(p.api, ep["id"], _all_done)
-    assert {d["id"]: d["status"] for d in final} == {ds[0]["id"]: "failed", new[0]["id"]: "succeeded"}, final
+    assert body["data"]["id"] == third, body
+    final = _wait_deliveries(p.api, ep["id"], lambda ds: _all_done(ds, 2))
+    assert sorted(d["status"] for d in final) == ["failed", "succeeded"], final
     time.sleep(0.5)
     assert rx.count("/gone") == 2, "the failed delivery is not sent again by enabling the endpoint"
     assert first != second

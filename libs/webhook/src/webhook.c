@@ -23,6 +23,13 @@ void od_webhook_secret_new(char out[OD_WEBHOOK_SECRET_LEN + 1])
     OPENSSL_cleanse(raw, sizeof(raw));
 }
 
+static int fail_why(const char **why, const char *msg)
+{
+    if (why != NULL)
+        *why = msg;
+    return -1;
+}
+
 /* base64 into key: its length, or -1. EVP_DecodeBlock ignores nothing and
  * counts padding as zero bytes, which are taken off here. */
 static int decode_key(const char *b64, unsigned char *key, size_t size)
@@ -61,6 +68,132 @@ int od_webhook_sign(const char *secret, const char *id, int64_t ts, const char *
     memcpy(out, "v1,", 3);
     EVP_EncodeBlock((unsigned char *)out + 3, mac, (int)maclen);
     return 0;
+}
+
+/* ---- secrets at rest ---- */
+
+#define NONCE_BYTES 12
+#define TAG_BYTES 16
+#define AAD "outdial webhook secret"
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* 32 bytes from 64 hex digits or 44 base64 characters: 0, or -1 */
+static int parse_key(const char *in, unsigned char key[32], char kid[9])
+{
+    size_t n = strlen(in);
+    if (n == 64) {
+        for (size_t i = 0; i < 32; i++) {
+            int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            key[i] = (unsigned char)(hi << 4 | lo);
+        }
+    } else {
+        unsigned char tmp[33]; /* EVP_DecodeBlock writes the padding's zero byte too */
+        int len = n == 44 ? decode_key(in, tmp, sizeof(tmp)) : -1;
+        if (len == 32)
+            memcpy(key, tmp, 32);
+        OPENSSL_cleanse(tmp, sizeof(tmp));
+        if (len != 32)
+            return -1;
+    }
+    unsigned char h[32];
+    unsigned int hl = 0;
+    if (EVP_Digest(key, 32, h, &hl, EVP_sha256(), NULL) != 1)
+        return -1;
+    snprintf(kid, 9, "%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
+    return 0;
+}
+
+int od_webhook_keys_init(od_webhook_keys_t *k, const char *key, const char *prev, const char **why)
+{
+    memset(k, 0, sizeof(*k));
+    if (key == NULL || key[0] == '\0')
+        return fail_why(why, "OUTDIAL_SECRET_KEY is not set");
+    if (parse_key(key, k->key, k->kid) != 0)
+        return od_webhook_keys_clear(k), fail_why(why, "OUTDIAL_SECRET_KEY must be 32 bytes: 64 hex digits or 44 base64 characters");
+    if (prev != NULL && prev[0] != '\0') {
+        if (parse_key(prev, k->prev, k->prev_kid) != 0)
+            return od_webhook_keys_clear(k),
+                   fail_why(why, "OUTDIAL_SECRET_KEY_PREVIOUS must be 32 bytes: 64 hex digits or 44 base64 characters");
+        k->has_prev = 1;
+    }
+    return 0;
+}
+
+void od_webhook_keys_clear(od_webhook_keys_t *k)
+{
+    OPENSSL_cleanse(k, sizeof(*k));
+}
+
+/* AES-256-GCM one shot: enc 1 seals in into out (+ tag), enc 0 opens (checks tag). 0, or -1. */
+static int gcm(int enc, const unsigned char key[32], const unsigned char nonce[NONCE_BYTES], const unsigned char *in,
+               int len, unsigned char *out, unsigned char tag[TAG_BYTES])
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, f = 0, ok = c != NULL && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1 &&
+                          EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_BYTES, NULL) == 1 &&
+                          EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) == 1 &&
+                          EVP_CipherUpdate(c, NULL, &n, (const unsigned char *)AAD, (int)strlen(AAD)) == 1 &&
+                          EVP_CipherUpdate(c, out, &n, in, len) == 1 && n == len &&
+                          (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) == 1) &&
+                          EVP_CipherFinal_ex(c, out + n, &f) == 1 && f == 0 &&
+                          (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1);
+    EVP_CIPHER_CTX_free(c);
+    return ok ? 0 : -1;
+}
+
+int od_webhook_secret_seal(const od_webhook_keys_t *k, const char *plain, char out[OD_WEBHOOK_SEALED_MAX])
+{
+    unsigned char raw[NONCE_BYTES + OD_WEBHOOK_SECRET_LEN + TAG_BYTES];
+    size_t len = strlen(plain);
+    if (len > OD_WEBHOOK_SECRET_LEN)
+        return -1;
+    od_random_bytes(raw, NONCE_BYTES);
+    if (gcm(1, k->key, raw, (const unsigned char *)plain, (int)len, raw + NONCE_BYTES, raw + NONCE_BYTES + len) != 0)
+        return -1;
+    int n = snprintf(out, OD_WEBHOOK_SEALED_MAX, OD_WEBHOOK_SEALED_PREFIX "%s:", k->kid);
+    EVP_EncodeBlock((unsigned char *)out + n, raw, (int)(NONCE_BYTES + len + TAG_BYTES));
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return 0;
+}
+
+int od_webhook_secret_open(const od_webhook_keys_t *k, const char *stored, char out[OD_WEBHOOK_SECRET_LEN + 1])
+{
+    size_t plen = strlen(OD_WEBHOOK_SEALED_PREFIX);
+    if (strncmp(stored, OD_WEBHOOK_SEALED_PREFIX, plen) != 0) { /* a row written before encryption */
+        if (strlen(stored) > OD_WEBHOOK_SECRET_LEN)
+            return -1;
+        strcpy(out, stored);
+        return 1;
+    }
+    const char *kid = stored + plen, *b64 = kid + 9;
+    if (k == NULL || strlen(kid) < 10 || kid[8] != ':')
+        return -1;
+    const unsigned char *key;
+    if (strncmp(kid, k->kid, 8) == 0)
+        key = k->key;
+    else if (k->has_prev && strncmp(kid, k->prev_kid, 8) == 0)
+        key = k->prev;
+    else
+        return -1;
+    unsigned char raw[NONCE_BYTES + OD_WEBHOOK_SECRET_LEN + TAG_BYTES + 3];
+    int n = decode_key(b64, raw, sizeof(raw));
+    if (n < NONCE_BYTES + TAG_BYTES + 1 || n > NONCE_BYTES + OD_WEBHOOK_SECRET_LEN + TAG_BYTES)
+        return -1;
+    int len = n - NONCE_BYTES - TAG_BYTES;
+    int rc = gcm(0, key, raw, raw + NONCE_BYTES, len, (unsigned char *)out, raw + NONCE_BYTES + len);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    if (rc != 0 || memchr(out, '\0', (size_t)len) != NULL) {
+        OPENSSL_cleanse(out, OD_WEBHOOK_SECRET_LEN + 1);
+        return -1;
+    }
+    out[len] = '\0';
+    return key == k->key ? 0 : 1;
 }
 
 /* ---- URLs ---- */

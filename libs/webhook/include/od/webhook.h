@@ -1,6 +1,7 @@
 /*
- * Webhooks (docs/webhooks.md): endpoint secrets, Standard Webhooks
- * signatures, and which URLs and addresses a webhook may reach.
+ * Webhooks (docs/webhooks.md): endpoint secrets, their encryption at rest,
+ * Standard Webhooks signatures, and which URLs and addresses a webhook may
+ * reach.
  */
 #ifndef OD_WEBHOOK_H
 #define OD_WEBHOOK_H
@@ -23,6 +24,54 @@ void od_webhook_secret_new(char out[OD_WEBHOOK_SECRET_LEN + 1]);
  */
 int od_webhook_sign(const char *secret, const char *id, int64_t ts, const char *body, size_t len,
                     char out[OD_WEBHOOK_SIG_SIZE]);
+
+/* ---- secrets at rest ----
+ *
+ * An endpoint's secret is stored sealed with the operator's key
+ * (OUTDIAL_SECRET_KEY): AES-256-GCM with a random 96-bit nonce, as
+ *
+ *   "odenc1:" <key id: 8 hex digits> ":" base64(nonce[12] ciphertext tag[16])
+ *
+ * The key id (the first 4 bytes of the SHA-256 of the key) says which key
+ * opens it, so that a key can be rotated: the new key seals, the previous
+ * one (OUTDIAL_SECRET_KEY_PREVIOUS) still opens until `outdialctl migrate`
+ * has sealed every row again. A stored value without the prefix is a plain
+ * secret of a row written before encryption; it opens as itself.
+ */
+
+#define OD_WEBHOOK_SEALED_PREFIX "odenc1:"
+#define OD_WEBHOOK_SEALED_MAX 160 /* sealed form of a secret up to OD_WEBHOOK_SECRET_LEN, NUL included */
+
+/** The keys a process seals and opens secrets with. */
+typedef struct od_webhook_keys {
+    unsigned char key[32];  /**< seals and opens */
+    char kid[9];            /**< its id, 8 hex digits */
+    int has_prev;           /**< 1 if prev is set */
+    unsigned char prev[32]; /**< opens only (a rotation under way) */
+    char prev_kid[9];
+} od_webhook_keys_t;
+
+/**
+ * Reads the keys: `key` and `prev` (NULL or "": none) are 32 bytes each, as
+ * 64 hex digits or standard base64 (44 characters). 0, or -1 with *why (a
+ * sentence naming OUTDIAL_SECRET_KEY or OUTDIAL_SECRET_KEY_PREVIOUS).
+ */
+int od_webhook_keys_init(od_webhook_keys_t *k, const char *key, const char *prev, const char **why);
+
+/** Wipes the keys from memory. */
+void od_webhook_keys_clear(od_webhook_keys_t *k);
+
+/** Seals `plain` (at most OD_WEBHOOK_SECRET_LEN bytes) with k->key into out. 0, or -1. */
+int od_webhook_secret_seal(const od_webhook_keys_t *k, const char *plain, char out[OD_WEBHOOK_SEALED_MAX]);
+
+/**
+ * Opens a stored secret into out (at most OD_WEBHOOK_SECRET_LEN bytes + NUL):
+ * a sealed one with the key its id names (k may be NULL: no key), a plain
+ * one (no "odenc1:" prefix) as it is. 0 if sealed with k->key, 1 if sealed
+ * with k->prev or plain (seal it again), -1 if it cannot be opened (no such
+ * key, or altered).
+ */
+int od_webhook_secret_open(const od_webhook_keys_t *k, const char *stored, char out[OD_WEBHOOK_SECRET_LEN + 1]);
 
 /** The parts of a webhook URL that matter for where it goes. */
 typedef struct od_webhook_url {

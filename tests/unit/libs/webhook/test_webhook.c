@@ -43,6 +43,58 @@ static void test_secret(void)
     CHECK(od_webhook_sign(a, "evt_1", 1, "{}", 2, sig) == 0);
 }
 
+static void test_sealed(void)
+{
+    od_webhook_keys_t k, k2, none;
+    const char *why = NULL;
+    const char *hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const char *b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; /* the same 32 bytes */
+    char secret[OD_WEBHOOK_SECRET_LEN + 1], sealed[OD_WEBHOOK_SEALED_MAX], again[OD_WEBHOOK_SEALED_MAX];
+    char out[OD_WEBHOOK_SECRET_LEN + 1];
+    CHECK(od_webhook_keys_init(&k, hex, NULL, &why) == 0);
+    CHECK(od_webhook_keys_init(&k2, b64, NULL, &why) == 0);
+    CHECK(memcmp(k.key, k2.key, 32) == 0);
+    CHECK_STR(k.kid, k2.kid);
+    /* wrong sizes and alphabets */
+    CHECK(od_webhook_keys_init(&none, "", NULL, &why) == -1 && why != NULL);
+    CHECK(od_webhook_keys_init(&none, "00", NULL, &why) == -1);
+    CHECK(od_webhook_keys_init(&none, "g00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", NULL, &why) == -1);
+    CHECK(od_webhook_keys_init(&none, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==", NULL, &why) == -1); /* 31 bytes */
+    CHECK(od_webhook_keys_init(&none, hex, "nope", &why) == -1);
+
+    od_webhook_secret_new(secret);
+    CHECK(od_webhook_secret_seal(&k, secret, sealed) == 0);
+    CHECK(strncmp(sealed, "odenc1:", 7) == 0 && strstr(sealed, "whsec_") == NULL);
+    CHECK(strlen(sealed) < OD_WEBHOOK_SEALED_MAX);
+    CHECK(od_webhook_secret_seal(&k, secret, again) == 0);
+    CHECK(strcmp(sealed, again) != 0); /* a fresh nonce each time */
+    CHECK(od_webhook_secret_open(&k, sealed, out) == 0);
+    CHECK_STR(out, secret);
+    /* a plain secret opens as itself, to be sealed again */
+    CHECK(od_webhook_secret_open(&k, secret, out) == 1);
+    CHECK_STR(out, secret);
+    CHECK(od_webhook_secret_open(NULL, secret, out) == 1);
+    CHECK(od_webhook_secret_open(NULL, sealed, out) == -1);
+    /* another key cannot open it; as the previous key it can (rotation) */
+    od_webhook_keys_t rot;
+    const char *newkey = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    CHECK(od_webhook_keys_init(&rot, newkey, NULL, &why) == 0);
+    CHECK(od_webhook_secret_open(&rot, sealed, out) == -1);
+    CHECK(od_webhook_keys_init(&rot, newkey, hex, &why) == 0);
+    CHECK(od_webhook_secret_open(&rot, sealed, out) == 1);
+    CHECK_STR(out, secret);
+    /* altered: any byte of the ciphertext, or the key id */
+    strcpy(again, sealed);
+    again[20] = again[20] == 'A' ? 'B' : 'A';
+    CHECK(od_webhook_secret_open(&k, again, out) == -1);
+    strcpy(again, sealed);
+    again[7] = again[7] == '0' ? '1' : '0';
+    CHECK(od_webhook_secret_open(&k, again, out) == -1);
+    CHECK(od_webhook_secret_open(&k, "odenc1:", out) == -1);
+    CHECK(od_webhook_secret_open(&k, "odenc1:00000000:", out) == -1);
+    od_webhook_keys_clear(&k);
+}
+
 static int url_ok(const char *url, od_webhook_url_t *u)
 {
     const char *why = NULL;
@@ -128,6 +180,7 @@ static void test_addr(void)
 
 int main(void)
 {
+    test_sealed();
     test_sign();
     test_secret();
     test_url();
