@@ -24,6 +24,7 @@
  */
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,8 @@
 
 static void problem_ok(const od_batch_problem_t *p)
 {
+    if (getenv("FUZZ_VERBOSE") != NULL)
+        fprintf(stderr, "refused: %s %s: %s\n", p->code, p->field, p->detail);
     CHECK(p->code != NULL && p->code[0] != '\0' && p->field[0] != '\0' && p->detail[0] != '\0');
     CHECK(od_utf8_valid(p->detail, strlen(p->detail)) && od_utf8_valid(p->field, strlen(p->field)));
     CHECK(strpbrk(p->code, "\"\\") == NULL && strpbrk(p->field, "\"\\") == NULL);
@@ -106,8 +109,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (od_mp_boundary(in, ctl, &b, &blen) != 0)
             b = "XyZ", blen = 3;
         const char *err = NULL;
-        ok = od_mp_parse(body, (size_t)(in + len - body), b, blen, od_batch_form_part, &form, &err) == 0 &&
-             form.dup == NULL && form.have_file;
+        int rc = od_mp_parse(body, (size_t)(in + len - body), b, blen, od_batch_form_part, &form, &err);
+        /* the handler answers 400 for a field that is not UTF-8, then for a malformed or repeated one */
+        CHECK(form.bad == NULL || strcmp(form.bad, "file_name") == 0 || strcmp(form.bad, "scenario") == 0 ||
+              strstr("start_at caller_id calling_windows retry_on retry_max_attempts retry_delay_s pacing_per_min "
+                     "spend_cap_micros",
+                     form.bad) != NULL);
+        ok = rc == 0 && form.bad == NULL && form.dup == NULL && form.have_file;
     }
     if (ok) {
         od_batch_problem_t p;
