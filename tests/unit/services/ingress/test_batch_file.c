@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "batch_file.h"
+#include "od/core.h"
+#include "od/utf8.h"
 #include "od_test.h"
 
 static json_t *rows_of(const char *csv, od_batch_file_t *f)
@@ -116,6 +118,26 @@ static void test_check(void)
     CHECK_STR(c.code, "csv_too_many_rows");
 }
 
+/* found by fuzz_batch_file: "%.80s" of a header name cut a UTF-8 sequence, and the problem's JSON was not UTF-8 */
+static void test_duplicate_column_cut_utf8(void)
+{
+    od_buf_t csv = OD_BUF_INIT;
+    od_buf_puts(&csv, "phone,");
+    for (int i = 0; i < 2; i++) {
+        od_buf_puts(&csv, "x");
+        for (int k = 0; k < 50; k++)
+            od_buf_puts(&csv, "\xc3\xa9");
+        od_buf_puts(&csv, i ? "\n" : ",");
+    }
+    od_buf_puts(&csv, "+34612345670,a,b\n");
+    od_batch_file_t f;
+    CHECK(od_batch_file_check(csv.base, csv.len, 10, &f) == -1);
+    CHECK_STR(f.code, "csv_duplicate_column");
+    CHECK(od_utf8_check(f.detail, strlen(f.detail)) == 0);
+    CHECK(strstr(f.detail, "\"x\xc3\xa9") != NULL);
+    od_buf_free(&csv);
+}
+
 static void test_file_errors(void)
 {
     expect_error("", 0, 10, "csv_empty");
@@ -178,6 +200,7 @@ int main(void)
 {
     test_rows();
     test_file_errors();
+    test_duplicate_column_cut_utf8();
     test_check();
     test_metadata_limit();
     test_phone_cell();
