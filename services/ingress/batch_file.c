@@ -219,6 +219,7 @@ static void write_rows(reader_t *r, const char *prefix)
     if (prefix != NULL)
         od_buf_puts(&out->rows, prefix);
     od_buf_puts(&out->rows, "[");
+    const char *lines = r->lines.base ? r->lines.base : ""; /* NULL when every row's cells were empty */
     for (size_t i = 0; i < r->nrows; i++) {
         const row_t *row = &r->rows[i];
         od_buf_printf(&out->rows, "%s[%zu,", i ? "," : "", i + 1);
@@ -233,7 +234,7 @@ static void write_rows(reader_t *r, const char *prefix)
             out->rejected++;
         }
         od_buf_puts(&out->rows, ",");
-        od_buf_json_str(&out->rows, r->lines.base + row->line_off, row->line_len);
+        od_buf_json_str(&out->rows, lines + row->line_off, row->line_len);
         od_buf_puts(&out->rows, "]");
     }
     od_buf_puts(&out->rows, "]");

@@ -118,7 +118,8 @@ static void test_check(void)
     CHECK_STR(c.code, "csv_too_many_rows");
 }
 
-/* found by fuzz_batch_file: "%.80s" of a header name cut a UTF-8 sequence, and the problem's JSON was not UTF-8 */
+/* as fuzz_batch_settings found in window.c: "%.80s" of a header name cut a UTF-8 sequence, and the problem's
+ * JSON was not UTF-8 (fuzz_batch_file checks it; corpus/batch_file/duplicate_column_cut_utf8) */
 static void test_duplicate_column_cut_utf8(void)
 {
     od_buf_t csv = OD_BUF_INIT;
@@ -136,6 +137,17 @@ static void test_duplicate_column_cut_utf8(void)
     CHECK(od_utf8_check(f.detail, strlen(f.detail)) == 0);
     CHECK(strstr(f.detail, "\"x\xc3\xa9") != NULL);
     od_buf_free(&csv);
+}
+
+/* found by fuzz_batch_file (UBSan: NULL + 0): rows whose cells are all empty left no text to point into */
+static void test_rows_all_cells_empty(void)
+{
+    od_batch_file_t f;
+    const char *csv = "phone\n\"\"\n";
+    CHECK(od_batch_file_read(csv, strlen(csv), 10, NULL, &f) == 0);
+    CHECK(f.total == 1 && f.rejected == 1);
+    CHECK(f.rows.base != NULL && strcmp(f.rows.base, "[[1,null,null,\"invalid_phone\",null,\"\"]]") == 0);
+    od_batch_file_free(&f);
 }
 
 static void test_file_errors(void)
@@ -201,6 +213,7 @@ int main(void)
     test_rows();
     test_file_errors();
     test_duplicate_column_cut_utf8();
+    test_rows_all_cells_empty();
     test_check();
     test_metadata_limit();
     test_phone_cell();
