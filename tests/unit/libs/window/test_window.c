@@ -49,6 +49,11 @@ static void test_unknown_member_cut_utf8(void)
                       "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9x";
     CHECK(od_window_parse(bad, strlen(bad), "calling_windows", &out, err, sizeof err, field, sizeof field) == -1);
     CHECK(od_utf8_check(err, strlen(err)) == 0);
+    /* jansson's own text cuts a sequence: "invalid escape near '"day\xc3'" (fuzz_window) */
+    const char *esc = "[{\"day\xc3\xa9\\\xc3\xa9\xc3\xa9\xc3\xa9\xc3\x30}]";
+    CHECK(od_window_parse(esc, strlen(esc), "calling_windows", &out, err, sizeof err, field, sizeof field) == -1);
+    CHECK(od_utf8_check(err, strlen(err)) == 0);
+    CHECK(strstr(err, "invalid escape") != NULL);
 }
 
 int main(void)
