@@ -67,7 +67,7 @@ for a in "$@"; do
   case "$a" in tests/*) targets=() ;; esac
 done
 # the whole run (no arguments, as `make test` and CI): every libFuzzer target over its seeds for
-# a fixed time (fuzz/run.sh, its own clang build in build-fuzz; 15 targets x 10 s); OUTDIAL_FUZZ_SECONDS=0 skips it
+# a fixed time (fuzz/run.sh, its own clang build in build-fuzz; 14 targets x 10 s); OUTDIAL_FUZZ_SECONDS=0 skips it
 if [ $# -eq 0 ] && [ "${OUTDIAL_FUZZ_SECONDS:-10}" -gt 0 ]; then
   echo "fuzz: ${OUTDIAL_FUZZ_SECONDS:-10} s per target"
   "$ROOT/fuzz/run.sh" "${OUTDIAL_FUZZ_SECONDS:-10}" || status=1
