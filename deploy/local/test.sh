@@ -8,7 +8,9 @@
 # starts one PostgreSQL + Kafka for the run (ports 56432 / 60092, data in
 # .outdial/test-infra), runs the C unit tests (ctest) and the black-box system
 # tests (pytest, which start the services themselves), and stops the
-# infrastructure. Ends with pytest's summary; exits non-zero if anything failed.
+# infrastructure; a whole run (no arguments) also runs each libFuzzer target
+# for OUTDIAL_FUZZ_SECONDS (10) before pytest (fuzz/run.sh). Ends with pytest's
+# summary; exits non-zero if anything failed.
 # Extra arguments go to pytest (e.g. `deploy/local/test.sh -k idempotency`, or
 # `deploy/local/test.sh tests/system/test_control.py` for one file).
 set -euo pipefail
@@ -64,5 +66,11 @@ targets=(tests/system)
 for a in "$@"; do
   case "$a" in tests/*) targets=() ;; esac
 done
+# the whole run (no arguments, as `make test` and CI): every libFuzzer target over its seeds for
+# a fixed time (fuzz/run.sh, its own clang build in build-fuzz; 14 targets x 10 s); OUTDIAL_FUZZ_SECONDS=0 skips it
+if [ $# -eq 0 ] && [ "${OUTDIAL_FUZZ_SECONDS:-10}" -gt 0 ]; then
+  echo "fuzz: ${OUTDIAL_FUZZ_SECONDS:-10} s per target"
+  "$ROOT/fuzz/run.sh" "${OUTDIAL_FUZZ_SECONDS:-10}" || status=1
+fi
 python3 -m pytest "${targets[@]}" -q -p no:cacheprovider "$@" || status=1
 exit $status

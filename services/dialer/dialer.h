@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "engine_report.h"
 #include "od/call.h"
 #include "od/kafka.h"
 #include "od/metrics.h"
@@ -72,8 +73,6 @@ typedef enum engine_phase {
     ENGINE_ENDING,   /**< the call ended first; the end notice is out */
     ENGINE_OVER,     /**< no more requests: the report is in, or the session failed */
 } engine_phase_t;
-
-typedef enum engine_report { ENGINE_REPORT_NONE, ENGINE_REPORT_COMPLETED, ENGINE_REPORT_VOICEMAIL } engine_report_t;
 
 typedef struct dcall {
     dialer_t *d;

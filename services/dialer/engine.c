@@ -134,49 +134,18 @@ static int answered_ok(dialer_engine_req_t *r, CURLcode rc, char *why, size_t le
  */
 static const char *read_report(dcall_t *call, json_t *rep, const char **msg)
 {
-    const char *result = json_string_value(json_object_get(rep, "result"));
-    if (!json_is_object(rep)) {
-        *msg = "must be a JSON object";
-        return "";
-    }
-    if (result == NULL || (strcmp(result, "completed") != 0 && strcmp(result, "voicemail") != 0)) {
-        *msg = "must be \"completed\" or \"voicemail\"";
-        return "result";
-    }
-    /* a recording may come with either result (a voicemail box can be recorded too) */
-    json_t *recording = json_object_get(rep, "recording");
-    od_call_recording_t rec;
-    const char *field;
-    if (recording != NULL && !json_is_null(recording) && od_call_recording_parse(recording, &rec, &field, msg) != 0)
+    dialer_engine_report_t r;
+    const char *field = dialer__engine_report_parse(rep, &r, msg);
+    if (field != NULL)
         return field;
-    if (strcmp(result, "voicemail") == 0) {
-        call->eng.report = ENGINE_REPORT_VOICEMAIL;
-        if (recording != NULL && !json_is_null(recording))
-            dialer__keep_recording(call, &rec);
-        return NULL;
+    call->eng.report = r.report;
+    if (r.report == ENGINE_REPORT_COMPLETED) {
+        call->eng.outcome = r.outcome;
+        call->eng.goal = r.goal;
+        call->eng.opted_out = r.opted_out;
     }
-    json_t *goal = json_object_get(rep, "goal_completed");
-    const char *name = json_string_value(json_object_get(rep, "outcome"));
-    int outcome = name != NULL ? od_outcome_parse(name) : -1;
-    if (outcome <= (int)OD_OUTCOME_NONE) {
-        *msg = "must be one of success, middle, spam";
-        return "outcome";
-    }
-    if (goal != NULL && !json_is_boolean(goal)) {
-        *msg = "must be true or false";
-        return "goal_completed";
-    }
-    json_t *opt = json_object_get(rep, "opted_out");
-    if (opt != NULL && !json_is_boolean(opt)) {
-        *msg = "must be true or false";
-        return "opted_out";
-    }
-    call->eng.report = ENGINE_REPORT_COMPLETED;
-    call->eng.outcome = (od_outcome_t)outcome;
-    call->eng.goal = json_is_true(goal);
-    call->eng.opted_out = json_is_true(opt);
-    if (recording != NULL && !json_is_null(recording))
-        dialer__keep_recording(call, &rec);
+    if (r.has_recording)
+        dialer__keep_recording(call, &r.rec);
     return NULL;
 }
 

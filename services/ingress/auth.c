@@ -65,20 +65,6 @@ struct od_auth {
     od_metric_t *m_negative, *m_address, *m_overloaded, *m_queries;
 };
 
-unsigned od_scope_parse(const char *name, size_t len)
-{
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } scopes[] = {{"outbound:trigger", OD_SCOPE_TRIGGER}, {"sessions:read", OD_SCOPE_READ},
-                  {"webhooks:manage", OD_SCOPE_WEBHOOKS}, {"dnc:manage", OD_SCOPE_DNC},
-                  {"admin", OD_SCOPE_ADMIN}};
-    for (size_t i = 0; i < OD_ARRAY_SIZE(scopes); i++)
-        if (strlen(scopes[i].name) == len && memcmp(scopes[i].name, name, len) == 0)
-            return scopes[i].bit;
-    return 0;
-}
-
 od_auth_t *od_auth_new(od_pg_t *pg, const od_auth_limits_t *lim)
 {
     od_auth_t *auth = od_calloc(1, sizeof(*auth));

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "od/core.h"
+#include "od/utf8.h"
 #include "od/csv.h"
 #include "od/phone.h"
 
@@ -90,8 +91,8 @@ static int on_header(reader_t *r, const od_csv_field_t *f, size_t n, size_t line
         r->names[i][len] = '\0';
         for (size_t k = 0; k < i; k++) {
             if (strcasecmp(r->names[k], r->names[i]) == 0) {
-                fail(out, 422, "csv_duplicate_column", "the header names column \"%.80s\" twice (line %zu)",
-                     r->names[i], line);
+                fail(out, 422, "csv_duplicate_column", "the header names column \"%.*s\" twice (line %zu)",
+                     (int)od_utf8_cut(r->names[i], len, 80), r->names[i], line);
                 return -1;
             }
         }
@@ -218,6 +219,7 @@ static void write_rows(reader_t *r, const char *prefix)
     if (prefix != NULL)
         od_buf_puts(&out->rows, prefix);
     od_buf_puts(&out->rows, "[");
+    const char *lines = r->lines.base ? r->lines.base : ""; /* NULL when every row's cells were empty */
     for (size_t i = 0; i < r->nrows; i++) {
         const row_t *row = &r->rows[i];
         od_buf_printf(&out->rows, "%s[%zu,", i ? "," : "", i + 1);
@@ -232,7 +234,7 @@ static void write_rows(reader_t *r, const char *prefix)
             out->rejected++;
         }
         od_buf_puts(&out->rows, ",");
-        od_buf_json_str(&out->rows, r->lines.base + row->line_off, row->line_len);
+        od_buf_json_str(&out->rows, lines + row->line_off, row->line_len);
         od_buf_puts(&out->rows, "]");
     }
     od_buf_puts(&out->rows, "]");

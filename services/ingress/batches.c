@@ -18,7 +18,6 @@
  * results.csv: streamed page by page (statement batch_results, rows already
  * CSV-encoded at upload), one page fetched ahead while h2o sends the last.
  */
-#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,34 +25,22 @@
 #include <strings.h>
 
 #include "batch_file.h"
+#include "batch_form.h"
 #include "ingress_int.h"
 #include "od/core.h"
-#include "od/utf8.h"
 #include "od/log.h"
 #include "od/multipart.h"
-#include "od/phone.h"
-#include "od/retry.h"
 #include "od/rfc3339.h"
-#include "od/window.h"
 
 #define RESULTS_PAGE 20000 /* rows per batch_results query */
 #define BATCH_CLAIM_MS 2000 /* how often an ingress looks for a batch left validating */
-#define START_PAST_US (60LL * 1000000)
-#define START_AHEAD_US (30LL * 86400 * 1000000)
 
 struct batch_job {
     ctx_t *ctx;              /* the request, until the batch is stored */
     ingress_t *in;           /* the validation, after */
     /* upload */
     uv_work_t work;
-    char *file;
-    size_t file_len;
-    char *file_name, *scenario, *caller_id, *start_at;
-    char *windows; /* calling_windows: as sent, then od_window_parse's canonical form */
-    char *retry_on, *retry_max, *retry_delay; /* the retry policy's fields as sent (NULL: not sent) */
-    int64_t pacing; /* 0: the default */
-    int64_t spend_cap; /* spend_cap_micros: 0 none, -1 invalid */
-    od_retry_policy_t retry;
+    od_batch_form_t form; /* the settings and the file (file freed once the rows are read) */
     size_t max_rows;
     od_batch_file_t bf;
     int rc;
@@ -80,15 +67,7 @@ static struct {
 
 void ingress__batch_job_free(batch_job_t *job)
 {
-    free(job->file);
-    free(job->file_name);
-    free(job->scenario);
-    free(job->caller_id);
-    free(job->start_at);
-    free(job->windows);
-    free(job->retry_on);
-    free(job->retry_max);
-    free(job->retry_delay);
+    od_batch_form_free(&job->form);
     free(job->head);
     od_batch_file_free(&job->bf);
     od_buf_free(&job->page);
@@ -117,234 +96,39 @@ static void field_problem(ctx_t *ctx, int status, const char *code, const char *
 
 /* ---- upload: reading the request ---- */
 
-typedef struct form {
-    batch_job_t *job;
-    int have_file;
-    const char *dup; /* a field sent twice */
-    const char *bad; /* a field (or the file's name) that is not UTF-8 without NUL */
-} form_t;
-
-/* A whole number from 1 to max as sent, else -1 */
-static int64_t parse_count(const char *v, long long max)
-{
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    return (*v == '\0' || *end != '\0' || errno != 0 || n < 1 || n > max) ? -1 : n;
-}
-
-#define FILE_NAME_MAX 255                /* characters of file_name */
-#define PACING_MAX 1000000               /* pacing_per_min (else 422 invalid_pacing) */
-#define SPEND_CAP_MAX 1000000000000000LL /* spend_cap_micros: a billion currency units (else 422 invalid_spend_cap) */
-
-/* A numeric setting into the job: pacing_per_min or spend_cap_micros (-1 when invalid). 0 if `name` is neither. */
-static int number_setting(batch_job_t *job, const char *name, size_t name_len, const char *v)
-{
-    if (name_len == 14 && memcmp(name, "pacing_per_min", 14) == 0)
-        job->pacing = parse_count(v, PACING_MAX);
-    else if (name_len == 16 && memcmp(name, "spend_cap_micros", 16) == 0)
-        job->spend_cap = parse_count(v, SPEND_CAP_MAX);
-    else
-        return 0;
-    return 1;
-}
-
-/* The text settings of an upload, as form fields or query parameters (docs/batches.md) */
-static const char *const text_settings[] = {"scenario", "start_at", "caller_id", "calling_windows",
-                                            "retry_on", "retry_max_attempts", "retry_delay_s"};
-
-/* Where the text setting text_settings[i] is kept */
-static char **text_setting(batch_job_t *job, size_t i)
-{
-    char **const slots[] = {&job->scenario, &job->start_at,  &job->caller_id,   &job->windows,
-                            &job->retry_on, &job->retry_max, &job->retry_delay};
-    return slots[i];
-}
-
-static const char *const number_settings[] = {"pacing_per_min", "spend_cap_micros"};
-
-/* The static name of a setting called name[0..len), or NULL for a field we do not read */
-static const char *setting_name(const char *name, size_t len)
-{
-    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings) + OD_ARRAY_SIZE(number_settings); i++) {
-        const char *s = i < OD_ARRAY_SIZE(text_settings) ? text_settings[i]
-                                                         : number_settings[i - OD_ARRAY_SIZE(text_settings)];
-        if (len == strlen(s) && memcmp(name, s, len) == 0)
-            return s;
-    }
-    return NULL;
-}
-
-static int on_part(void *arg, const od_mp_part_t *p)
-{
-    form_t *f = arg;
-    batch_job_t *job = f->job;
-    if (p->name_len == 4 && memcmp(p->name, "file", 4) == 0) {
-        if (f->have_file) {
-            f->dup = "file";
-            return 1;
-        }
-        f->have_file = 1;
-        job->file = od_malloc(p->len + 1);
-        memcpy(job->file, p->data, p->len);
-        job->file[p->len] = '\0';
-        job->file_len = p->len;
-        if (p->filename != NULL) {
-            if (od_utf8_check(p->filename, p->filename_len) != 0) {
-                f->bad = "file_name";
-                return 1;
-            }
-            job->file_name = od_strndup(p->filename, p->filename_len);
-        }
-        return 0;
-    }
-    if (od_utf8_check(p->data, p->len) != 0) {
-        f->bad = setting_name(p->name, p->name_len); /* fields we do not read are ignored, whatever they hold */
-        return f->bad != NULL;
-    }
-    char *v = od_strndup(p->data, p->len);
-    int numeric = number_setting(job, p->name, p->name_len, v);
-    free(v);
-    if (numeric)
-        return 0;
-    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++) {
-        if (p->name_len != strlen(text_settings[i]) || memcmp(p->name, text_settings[i], p->name_len) != 0)
-            continue;
-        char **slot = text_setting(job, i);
-        if (*slot != NULL) {
-            f->dup = text_settings[i];
-            return 1;
-        }
-        *slot = od_strndup(p->data, p->len);
-        return 0;
-    }
-    return 0; /* unknown parts are ignored, as browsers send extra fields */
-}
-
-/*
- * The settings from the query string: all of them for a text/csv body; for a
- * form, those it does not hold as fields (a setting given both ways is 400, so
- * that no value sent is silently ignored). 0, or -1 after answering.
- */
+/* The settings from the query string (od_batch_form_query). 0, or -1 after answering. */
 static int settings_from_query(ctx_t *ctx, h2o_req_t *req)
 {
-    batch_job_t *job = ctx->job;
-    const char *twice = NULL;
-    int bad = 0;
-    char *v;
-    for (size_t i = 0; i < OD_ARRAY_SIZE(text_settings); i++)
-        if ((v = od_http_query(req, text_settings[i], &bad)) != NULL) {
-            if (*text_setting(job, i) != NULL)
-                twice = text_settings[i];
-            else
-                *text_setting(job, i) = od_strdup(v);
-        }
-    if ((v = od_http_query(req, "file_name", &bad)) != NULL) {
-        if (job->file_name != NULL)
-            twice = "file_name";
-        else
-            job->file_name = od_strdup(v);
-    }
-    if ((v = od_http_query(req, "pacing_per_min", &bad)) != NULL) {
-        if (job->pacing != 0)
-            twice = "pacing_per_min";
-        number_setting(job, "pacing_per_min", 14, v);
-    }
-    if ((v = od_http_query(req, "spend_cap_micros", &bad)) != NULL) {
-        if (job->spend_cap != 0)
-            twice = "spend_cap_micros";
-        number_setting(job, "spend_cap_micros", 16, v);
-    }
-    if (bad) {
+    const char *twice;
+    int rc = od_batch_form_query(&ctx->job->form, req, &twice);
+    if (rc == -1)
         ingress__bad_query(ctx);
-        return -1;
-    }
-    if (twice != NULL) {
+    else if (rc == -2)
         ingress__bad_param(ctx, twice, "given both as a form field and as a query parameter");
-        return -1;
-    }
-    return 0;
+    return rc == 0 ? 0 : -1;
 }
 
 /* A text/csv body is the file */
-static void file_from_body(batch_job_t *job, h2o_req_t *req)
+static void file_from_body(ctx_t *ctx, h2o_req_t *req)
 {
-    job->file = od_malloc(req->entity.len + 1);
+    od_batch_form_t *form = &ctx->job->form;
+    form->file = od_malloc(req->entity.len + 1);
     if (req->entity.len > 0)
-        memcpy(job->file, req->entity.base, req->entity.len);
-    job->file[req->entity.len] = '\0';
-    job->file_len = req->entity.len;
+        memcpy(form->file, req->entity.base, req->entity.len);
+    form->file[req->entity.len] = '\0';
+    form->file_len = req->entity.len;
 }
 
 /* The settings checked in memory (the project's rules are PostgreSQL's). 0, or -1 after answering. */
 static int check_settings(ctx_t *ctx)
 {
-    batch_job_t *job = ctx->job;
-    if (job->scenario == NULL || job->scenario[0] == '\0') {
-        field_problem(ctx, 422, "missing_field", "scenario", "scenario is required");
+    od_batch_problem_t p;
+    if (od_batch_form_check(&ctx->job->form, od_now_us(), &p) != 0) {
+        if (p.status == 400)
+            ingress__bad_param(ctx, p.field, p.detail); /* frees ctx */
+        else
+            field_problem(ctx, p.status, p.code, p.field, p.detail);
         return -1;
-    }
-    if (job->file_name != NULL && ingress__utf8_chars(job->file_name, strlen(job->file_name)) > FILE_NAME_MAX) {
-        ingress__bad_param(ctx, "file_name", "file_name is longer than 255 characters");
-        return -1;
-    }
-    if (strlen(job->scenario) > 64) {
-        field_problem(ctx, 422, "unknown_scenario", "scenario", "the project has no scenario with this name");
-        return -1;
-    }
-    if (job->pacing < 0) {
-        field_problem(ctx, 422, "invalid_pacing", "pacing_per_min", "pacing_per_min must be an integer of at least 1");
-        return -1;
-    }
-    if (job->spend_cap < 0) {
-        field_problem(ctx, 422, "invalid_spend_cap", "spend_cap_micros",
-                      "spend_cap_micros must be a whole number of micro-units from 1 to 10^15");
-        return -1;
-    }
-    od_retry_error_t rerr;
-    if (od_retry_policy_parse(job->retry_on, job->retry_max, job->retry_delay, &job->retry, &rerr) != 0) {
-        field_problem(ctx, 422, rerr.code, rerr.field, rerr.detail);
-        return -1;
-    }
-    if (job->caller_id != NULL) {
-        char e164[OD_PHONE_E164_SIZE];
-        if (od_phone_parse_e164(job->caller_id, strlen(job->caller_id), e164, NULL) != 0) {
-            field_problem(ctx, 422, "caller_id_not_verified", "caller_id",
-                          "caller_id must be one of the project's verified numbers");
-            return -1;
-        }
-        free(job->caller_id);
-        job->caller_id = od_strdup(e164);
-    }
-    if (job->start_at != NULL) {
-        int64_t us, now = od_now_us();
-        char ts[OD_RFC3339_BUF_SIZE];
-        if (od_rfc3339_parse(job->start_at, strlen(job->start_at), &us, NULL) != 0) {
-            field_problem(ctx, 422, "invalid_datetime", "start_at",
-                          "start_at must be an RFC 3339 time, e.g. 2026-11-23T09:00:00Z");
-            return -1;
-        }
-        if (us < now - START_PAST_US) {
-            field_problem(ctx, 422, "start_at_in_past", "start_at", "start_at is more than 60 s in the past");
-            return -1;
-        }
-        if (us > now + START_AHEAD_US) {
-            field_problem(ctx, 422, "start_at_too_far", "start_at", "start_at is more than 30 days ahead");
-            return -1;
-        }
-        od_rfc3339_format(us, ts);
-        free(job->start_at);
-        job->start_at = od_strdup(ts);
-    }
-    if (job->windows != NULL) {
-        char *canonical, err[256], field[64];
-        if (od_window_parse(job->windows, strlen(job->windows), "calling_windows", &canonical, err, sizeof err, field,
-                            sizeof field) != 0) {
-            field_problem(ctx, 422, "invalid_calling_windows", field, err);
-            return -1;
-        }
-        free(job->windows);
-        job->windows = canonical;
     }
     return 0;
 }
@@ -360,33 +144,33 @@ static void hash_str(EVP_MD_CTX *md, const char *s)
 static void on_check(uv_work_t *w)
 {
     batch_job_t *job = w->data;
-    job->rc = od_batch_file_check(job->file, job->file_len, job->max_rows, &job->bf);
+    job->rc = od_batch_file_check(job->form.file, job->form.file_len, job->max_rows, &job->bf);
     /* the request as a client would retry it: the settings and the file, not the multipart framing */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned char d[32];
     unsigned int dlen;
     char pacing[24];
-    snprintf(pacing, sizeof(pacing), "%lld", (long long)job->pacing);
+    snprintf(pacing, sizeof(pacing), "%lld", (long long)job->form.pacing);
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    hash_str(md, job->scenario);
+    hash_str(md, job->form.scenario);
     hash_str(md, pacing);
-    hash_str(md, job->start_at);
-    hash_str(md, job->caller_id);
-    hash_str(md, job->file_name);
-    if (job->windows != NULL) /* only when sent: the hashes of uploads without them stay as they were */
-        hash_str(md, job->windows);
-    if (job->spend_cap > 0) { /* likewise */
+    hash_str(md, job->form.start_at);
+    hash_str(md, job->form.caller_id);
+    hash_str(md, job->form.file_name);
+    if (job->form.windows != NULL) /* only when sent: the hashes of uploads without them stay as they were */
+        hash_str(md, job->form.windows);
+    if (job->form.spend_cap > 0) { /* likewise */
         char cap[24];
-        snprintf(cap, sizeof(cap), "cap:%lld", (long long)job->spend_cap);
+        snprintf(cap, sizeof(cap), "cap:%lld", (long long)job->form.spend_cap);
         hash_str(md, cap);
     }
-    if (job->retry_on != NULL || job->retry_max != NULL || job->retry_delay != NULL) {
+    if (job->form.retry_on != NULL || job->form.retry_max != NULL || job->form.retry_delay != NULL) {
         /* likewise */
-        hash_str(md, job->retry_on);
-        hash_str(md, job->retry_max);
-        hash_str(md, job->retry_delay);
+        hash_str(md, job->form.retry_on);
+        hash_str(md, job->form.retry_max);
+        hash_str(md, job->form.retry_delay);
     }
-    EVP_DigestUpdate(md, job->file, job->file_len);
+    EVP_DigestUpdate(md, job->form.file, job->form.file_len);
     EVP_DigestFinal_ex(md, d, &dlen);
     EVP_MD_CTX_free(md);
     od_hex(d, sizeof(d), job->req_hash);
@@ -421,7 +205,7 @@ static void on_check_done(uv_work_t *w, int status)
     od_batch_file_free(&job->bf);
     char actor[160];
     ingress__actor(ctx, actor, sizeof(actor));
-    const char *params[3] = {q.base, job->file, actor};
+    const char *params[3] = {q.base, job->form.file, actor};
     int rc = od_pg_query(in->pg, "batch_create", 3, params, on_created, ctx);
     od_buf_free(&q);
     if (rc != 0) {
@@ -491,11 +275,11 @@ static void on_import_read(uv_work_t *w)
     char prefix[160];
     snprintf(prefix, sizeof(prefix), "{\"id\":\"%s\",\"owner\":\"%s\",\"rows\":", job->batch_id,
              job->in->batch_owner);
-    job->rc = od_batch_file_read(job->file, job->file_len, SIZE_MAX, prefix, &job->bf);
+    job->rc = od_batch_file_read(job->form.file, job->form.file_len, SIZE_MAX, prefix, &job->bf);
     if (job->rc == 0)
         od_buf_puts(&job->bf.rows, "}");
-    free(job->file);
-    job->file = NULL;
+    free(job->form.file);
+    job->form.file = NULL;
 }
 
 static void on_import_read_done(uv_work_t *w, int status)
@@ -544,11 +328,11 @@ static void on_claimed(void *arg, int status, PGresult *res)
     batch_job_t *job = od_calloc(1, sizeof(*job));
     job->taken_over = 1;
     snprintf(job->batch_id, sizeof(job->batch_id), "%s", PQgetvalue(res, 0, 0));
-    job->file_len = (size_t)PQgetlength(res, 0, 1);
-    job->file = od_malloc(job->file_len + 1);
-    memcpy(job->file, PQgetvalue(res, 0, 1), job->file_len + 1);
+    job->form.file_len = (size_t)PQgetlength(res, 0, 1);
+    job->form.file = od_malloc(job->form.file_len + 1);
+    memcpy(job->form.file, PQgetvalue(res, 0, 1), job->form.file_len + 1);
     od_info("batch %s: taking over its validation (%zu bytes), left unfinished by another ingress", job->batch_id,
-            job->file_len);
+            job->form.file_len);
     import_start(in, job);
 }
 
@@ -636,25 +420,24 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
             ingress__ctx_free(ctx);
             return;
         }
-        form_t f = {job, 0, NULL, NULL};
         const char *err = NULL;
-        int rc = od_mp_parse(req->entity.base ? req->entity.base : "", req->entity.len, boundary, blen, on_part, &f,
-                             &err);
-        if (f.bad != NULL) {
-            ingress__bad_param(ctx, f.bad, "the field is not UTF-8 text without NUL");
+        int rc = od_mp_parse(req->entity.base ? req->entity.base : "", req->entity.len, boundary, blen,
+                             od_batch_form_part, &job->form, &err);
+        if (job->form.bad != NULL) {
+            ingress__bad_param(ctx, job->form.bad, "the field is not UTF-8 text without NUL");
             return;
         }
-        if (rc < 0 || f.dup != NULL) {
+        if (rc < 0 || job->form.dup != NULL) {
             char detail[160];
-            if (f.dup != NULL)
-                snprintf(detail, sizeof(detail), "the form has the field \"%s\" twice", f.dup);
+            if (job->form.dup != NULL)
+                snprintf(detail, sizeof(detail), "the form has the field \"%s\" twice", job->form.dup);
             else
                 snprintf(detail, sizeof(detail), "the multipart body is malformed: %s", err ? err : "?");
             ingress__reply_problem(ctx, 400, "invalid_multipart", detail, NULL);
             ingress__ctx_free(ctx);
             return;
         }
-        if (!f.have_file) {
+        if (!job->form.have_file) {
             field_problem(ctx, 422, "missing_file", "file", "send the CSV as the form's \"file\" part");
             return;
         }
@@ -663,7 +446,7 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
     } else if (ct.base != NULL && ct.len >= 8 && strncasecmp(ct.base, "text/csv", 8) == 0) {
         if (settings_from_query(ctx, req) != 0)
             return;
-        file_from_body(job, req);
+        file_from_body(ctx, req);
     } else {
         ingress__reply_problem(ctx, 415, "unsupported_media_type",
                                "send the CSV as multipart/form-data (part \"file\") or as a text/csv body", NULL);
@@ -673,21 +456,13 @@ void ingress__create_batch(ctx_t *ctx, h2o_req_t *req)
     if (check_settings(ctx) != 0)
         return;
     od_uuid7(job->batch_id);
-    json_t *p = json_pack("{ss ss sI ss ss so so so ss ss?}", "key_id", ctx->key.key_id, "project_id",
-                          ctx->key.project_id, "requests_per_hour", (json_int_t)ctx->key.requests_per_hour, "id",
-                          job->batch_id, "scenario", job->scenario, "pacing_per_min",
-                          job->pacing > 0 ? json_integer(job->pacing) : json_null(), "start_at",
-                          job->start_at ? json_string(job->start_at) : json_null(), "caller_id",
-                          job->caller_id ? json_string(job->caller_id) : json_null(), "file_name",
-                          job->file_name ? job->file_name : "upload.csv", "idem_key", ctx->idem[0] ? ctx->idem : NULL);
-    if (job->windows != NULL)
-        json_object_set_new(p, "calling_windows", json_loads(job->windows, 0, NULL));
-    if (job->spend_cap > 0)
-        json_object_set_new(p, "spend_cap_micros", json_integer(job->spend_cap));
-    const od_retry_policy_t *rp = &job->retry;
-    json_object_set_new(p, "retry_on", rp->on >= 0 ? json_loads(od_retry_on_json(rp->on), 0, NULL) : json_null());
-    json_object_set_new(p, "retry_max_attempts", rp->max_attempts > 0 ? json_integer(rp->max_attempts) : json_null());
-    json_object_set_new(p, "retry_delay_s", rp->delay_s > 0 ? json_integer(rp->delay_s) : json_null());
+    json_t *p = od_batch_form_json(&job->form);
+    json_object_set_new(p, "key_id", json_string(ctx->key.key_id));
+    json_object_set_new(p, "project_id", json_string(ctx->key.project_id));
+    json_object_set_new(p, "requests_per_hour", json_integer((json_int_t)ctx->key.requests_per_hour));
+    json_object_set_new(p, "id", json_string(job->batch_id));
+    if (ctx->idem[0])
+        json_object_set_new(p, "idem_key", json_string(ctx->idem));
     job->head = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     job->head[strlen(job->head) - 1] = '\0'; /* without its closing brace: on_check_done adds to it */
@@ -940,41 +715,14 @@ void ingress__update_batch(ctx_t *ctx, h2o_req_t *req)
     char id[37];
     if (ingress__path_id(ctx, "batch", id) != 0 || ingress__json_body_type(ctx, req) != 0)
         return;
-    json_error_t jerr;
-    json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
-                                       : NULL;
-    json_t *cap = json_object_get(root, "spend_cap_micros");
     ingress_errs_t e = INGRESS_ERRS_INIT;
-    const char *key;
-    json_t *v;
-    if (!json_is_object(root) || json_object_size(root) == 0) {
-        ingress__err_add(&e, "", "invalid_json", "the body must be a JSON object {\"spend_cap_micros\": n or null}");
-    } else {
-        json_object_foreach(root, key, v)
-        {
-            if (strcmp(key, "spend_cap_micros") != 0)
-                ingress__err_add(&e, key, "unknown_field", "only spend_cap_micros can be changed");
-        }
-        /* a whole number written 5.0 is one too (JSON Schema's `integer`) */
-        double d = json_is_real(cap) ? json_real_value(cap) : 0;
-        if (d >= 1 && d <= (double)SPEND_CAP_MAX && (double)(long long)d == d)
-            cap = json_integer((json_int_t)d); /* owned: root's reference is kept below */
-        else
-            json_incref(cap);
-        if (cap != NULL && !json_is_null(cap) &&
-            (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > SPEND_CAP_MAX))
-            ingress__err_add(&e, "spend_cap_micros", "invalid_spend_cap",
-                             "spend_cap_micros must be a whole number of micro-units from 1 to 10^15, or null");
-    }
-    if (e.first != NULL) {
-        json_decref(cap);
-        json_decref(root);
+    json_t *args = od_batch_patch_body(req->entity.base, req->entity.len, &e);
+    if (args == NULL) {
         ingress__errs_reply(ctx, &e);
         return;
     }
     json_decref(e.list);
-    json_t *args = json_pack("{ss so*}", "id", id, "spend_cap_micros", cap);
-    json_decref(root);
+    json_object_set_new(args, "id", json_string(id));
     ingress__api_run(ctx, "batch_settings_api", "update", args, NULL);
 }
 

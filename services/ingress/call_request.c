@@ -7,6 +7,7 @@
 #include "od/core.h"
 #include "od/phone.h"
 #include "od/rfc3339.h"
+#include "od/utf8.h"
 
 typedef struct errs {
     od_buf_t *out;
@@ -64,7 +65,13 @@ int od_call_request_parse(const char *body, size_t len, int64_t now_us, od_call_
     json_error_t jerr;
     json_t *root = len > 0 ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     if (root == NULL) {
-        add(&e, "", "invalid_json", len == 0 ? "the body is empty; send a JSON object" : jerr.text);
+        const char *why = "the body is empty; send a JSON object";
+        if (len > 0) {
+            /* jansson's text quotes the input, cut anywhere: only its valid UTF-8 goes into the problem's JSON */
+            jerr.text[od_utf8_cut(jerr.text, strlen(jerr.text), sizeof(jerr.text) - 1)] = '\0';
+            why = jerr.text;
+        }
+        add(&e, "", "invalid_json", why);
         od_buf_puts(errors, "]");
         *code = "invalid_json";
         return 400;

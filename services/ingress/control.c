@@ -18,8 +18,6 @@
 #include "od/phone.h"
 #include "od/rfc3339.h"
 
-#define DNC_MAX_NUMBERS 1000000 /* per request */
-#define INVALID_SHOWN 100       /* invalid numbers listed in the answer */
 
 static void control(ctx_t *ctx, const char *op, json_t *args)
 {
@@ -68,103 +66,19 @@ void ingress__list_dnc(ctx_t *ctx, h2o_req_t *req)
     control(ctx, "list_dnc", args);
 }
 
-typedef struct dnc_import {
-    json_t *phones, *invalid;
-    size_t ninvalid, n;
-    size_t phone_col;  /* SIZE_MAX: not known yet (the first record decides) */
-    int header;        /* the first record named the phone column */
-    const char *error; /* a file-level problem */
-} dnc_import_t;
-
-static void dnc_take(dnc_import_t *d, const char *cell, size_t len, size_t pos, const char *pos_name)
-{
-    char e164[OD_PHONE_E164_SIZE];
-    if (++d->n > DNC_MAX_NUMBERS) {
-        d->error = "too_many_numbers";
-        return;
-    }
-    if (od_batch_phone(cell, len, e164) == 0) {
-        json_array_append_new(d->phones, json_string(e164));
-        return;
-    }
-    if (d->ninvalid++ < INVALID_SHOWN) {
-        json_t *e = json_object();
-        size_t shown = len < 64 ? len : 64;
-        while (shown < len && shown > 0 && ((unsigned char)cell[shown] & 0xC0) == 0x80)
-            shown--; /* not in the middle of a UTF-8 sequence */
-        json_object_set_new(e, pos_name, json_integer((json_int_t)pos));
-        json_object_set_new(e, "value", json_stringn(cell, shown));
-        json_object_set_new(e, "code", json_string("invalid_phone"));
-        json_array_append_new(d->invalid, e);
-    }
-}
-
-/* A CSV of numbers: with a header naming a `phone` column, or without, one number per line (first column). */
-static int on_dnc_record(void *arg, size_t recno, size_t line, const od_csv_field_t *f, size_t n)
-{
-    dnc_import_t *d = arg;
-    (void)line;
-    if (recno == 0) {
-        for (size_t i = 0; i < n; i++) {
-            const char *p = f[i].p;
-            size_t len = f[i].len;
-            while (len > 0 && p[0] == ' ')
-                p++, len--;
-            while (len > 0 && p[len - 1] == ' ')
-                len--;
-            if (len == 5 && strncasecmp(p, "phone", 5) == 0) {
-                d->phone_col = i;
-                d->header = 1;
-                return 0;
-            }
-        }
-        d->phone_col = 0; /* no header: the first record is a number too */
-    }
-    /* rows as in batches: 1 = the first number's record (a header is not a row) */
-    size_t row = d->header ? recno : recno + 1;
-    if (d->phone_col < n)
-        dnc_take(d, f[d->phone_col].p, f[d->phone_col].len, row, "row");
-    else
-        dnc_take(d, "", 0, row, "row");
-    return d->error != NULL;
-}
-
 void ingress__add_dnc(ctx_t *ctx, h2o_req_t *req)
 {
-    dnc_import_t d = {.phones = json_array(), .invalid = json_array(), .phone_col = SIZE_MAX};
+    ingress_dnc_import_t d;
     h2o_iovec_t ct = od_http_header(req, "content-type");
     const char *body = req->entity.base ? req->entity.base : "";
     size_t len = req->entity.base ? req->entity.len : 0;
     const char *source = "api";
     if (ct.base != NULL && ct.len >= 16 && strncasecmp(ct.base, "application/json", 16) == 0) {
-        json_error_t jerr;
-        json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *phones = json_object_get(root, "phones");
-        size_t i;
-        json_t *v;
-        if (!json_is_object(root) || !json_is_array(phones) || json_object_size(root) != 1) {
-            d.error = "invalid_json";
-        } else {
-            json_array_foreach(phones, i, v)
-            {
-                if (!json_is_string(v)) {
-                    d.error = "invalid_json";
-                    break;
-                }
-                dnc_take(&d, json_string_value(v), json_string_length(v), i, "index");
-                if (d.error != NULL)
-                    break;
-            }
-        }
-        json_decref(root);
+        ingress__dnc_body(body, len, 0, &d);
     } else if (ct.base != NULL && ct.len >= 8 && strncasecmp(ct.base, "text/csv", 8) == 0) {
         source = "csv";
-        od_csv_error_t err;
-        od_csv_err_t rc = od_csv_parse(body, len, OD_BATCH_MAX_COLUMNS, on_dnc_record, &d, &err);
-        if (rc != OD_CSV_OK && rc != OD_CSV_EABORT)
-            d.error = od_csv_code(rc);
+        ingress__dnc_body(body, len, 1, &d);
     } else {
-        json_decref(d.phones);
-        json_decref(d.invalid);
         ingress__reply_problem(ctx, 415, "unsupported_media_type",
                                "send {\"phones\": [...]} as application/json, or the numbers as text/csv", NULL);
         ingress__ctx_free(ctx);
@@ -231,27 +145,20 @@ void ingress__add_caller_id(ctx_t *ctx, h2o_req_t *req)
 {
     if (ingress__json_body_type(ctx, req) != 0)
         return;
-    json_error_t jerr;
-    json_t *root = req->entity.base ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
-                                    : NULL;
-    json_t *phone = json_object_get(root, "phone");
     char e164[OD_PHONE_E164_SIZE];
-    if (!json_is_object(root) || json_object_size(root) != 1 || phone == NULL) {
-        json_decref(root);
+    int rc = ingress__caller_id_body(req->entity.base, req->entity.len, e164);
+    if (rc == -1) {
         ingress__reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"phone\"}", NULL);
         ingress__ctx_free(ctx);
         return;
     }
-    if (!json_is_string(phone) ||
-        od_phone_parse_e164(json_string_value(phone), json_string_length(phone), e164, NULL) != 0) {
-        json_decref(root);
+    if (rc != 0) {
         ingress__reply_problem(ctx, 422, "invalid_phone", "phone must be in E.164 format, e.g. +34123456789",
                                "[{\"field\":\"phone\",\"code\":\"invalid_phone\","
                                "\"message\":\"phone must be in E.164 format, e.g. +34123456789\"}]");
         ingress__ctx_free(ctx);
         return;
     }
-    json_decref(root);
     control(ctx, "add_caller_id", json_pack("{ss}", "phone", e164));
 }
 

@@ -362,15 +362,6 @@ void ingress__bad_query(ctx_t *ctx)
                        "a query parameter is malformed: bad percent-encoding, NUL, or not UTF-8");
 }
 
-void ingress__err_add(ingress_errs_t *e, const char *field, const char *code, const char *message)
-{
-    if (e->first == NULL) {
-        e->first = code;
-        e->first_msg = message;
-    }
-    json_array_append_new(e->list, json_pack("{ss ss ss}", "field", field, "code", code, "message", message));
-}
-
 int ingress__errs_reply(ctx_t *ctx, ingress_errs_t *e)
 {
     char *list = json_dumps(e->list, JSON_COMPACT);
@@ -379,14 +370,6 @@ int ingress__errs_reply(ctx_t *ctx, ingress_errs_t *e)
     json_decref(e->list);
     ingress__ctx_free(ctx);
     return -1;
-}
-
-size_t ingress__utf8_chars(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
 }
 
 int ingress__page_params(ctx_t *ctx, h2o_req_t *req, json_t *args)
@@ -480,33 +463,19 @@ static void route_create_key(ctx_t *ctx, h2o_req_t *req)
 {
     if (ingress__json_body_type(ctx, req) != 0)
         return;
-    json_error_t jerr;
-    json_t *root = req->entity.base ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
-                                    : NULL;
-    if (root == NULL || !json_is_object(root)) {
-        json_decref(root);
-        ingress__reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"name\", \"scopes\"}", NULL);
-        ingress__ctx_free(ctx);
-        return;
-    }
-    const char *k, *field = NULL, *code = NULL, *msg = NULL;
-    json_t *v, *scopes = json_object_get(root, "scopes"), *name = json_object_get(root, "name");
-    json_object_foreach(root, k, v) if (strcmp(k, "name") != 0 && strcmp(k, "scopes") != 0) field = k,
-        code = "unknown_field", msg = "this field is not part of an API key request";
-    if (name != NULL && !json_is_null(name) && (!json_is_string(name) || json_string_length(name) > 100))
-        field = "name", code = "invalid_type", msg = "name must be a string of at most 100 characters";
-    if (!json_is_array(scopes) || json_array_size(scopes) == 0)
-        field = "scopes", code = "missing_field", msg = "scopes must be a non-empty array of scope names";
-    size_t i;
-    json_array_foreach(scopes, i, v) if (!json_is_string(v) || od_scope_parse(json_string_value(v),
-                                                                              json_string_length(v)) == 0)
-        field = "scopes", code = "unknown_scope",
-        msg = "scopes are outbound:trigger, sessions:read, webhooks:manage, dnc:manage and admin";
-    if (code != NULL) {
-        h2o_req_t *r = ingress__req(ctx);
-        if (r != NULL)
-            od_http_problem_field(r, 422, code, field, msg);
-        json_decref(root);
+    json_t *problem, *args = ingress__key_body(req->entity.base, req->entity.len, &problem);
+    if (args == NULL) {
+        const char *code = json_string_value(json_object_get(problem, "code"));
+        if (strcmp(code, "invalid_json") == 0) {
+            ingress__reply_problem(ctx, 400, "invalid_json", "the body must be a JSON object {\"name\", \"scopes\"}",
+                                   NULL);
+        } else {
+            h2o_req_t *r = ingress__req(ctx);
+            if (r != NULL)
+                od_http_problem_field(r, 422, code, json_string_value(json_object_get(problem, "field")),
+                                      json_string_value(json_object_get(problem, "message")));
+        }
+        json_decref(problem);
         ingress__ctx_free(ctx);
         return;
     }
@@ -515,9 +484,9 @@ static void route_create_key(ctx_t *ctx, h2o_req_t *req)
     od_api_key_issue(&issued);
     od_uuid7(id);
     ctx->body = od_strdup(issued.key);
-    json_t *args = json_pack("{sssssssssO}", "id", id, "name", json_is_string(name) ? json_string_value(name) : "",
-                             "hash", issued.hash, "prefix", issued.prefix, "scopes", scopes);
-    json_decref(root);
+    json_object_set_new(args, "id", json_string(id));
+    json_object_set_new(args, "hash", json_string(issued.hash));
+    json_object_set_new(args, "prefix", json_string(issued.prefix));
     ingress__api_call(ctx, "create_key", args);
 }
 

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "call_request.h"
+#include "request_body.h"
 #include "ingress.h"
 #include "od/metrics.h"
 
@@ -158,18 +159,8 @@ int ingress__path_id(ctx_t *ctx, const char *what, char id[37]);
 /** The same for the i-th path parameter (0 = the first). */
 int ingress__path_id_at(ctx_t *ctx, int i, const char *what, char id[37]);
 
-/** The errors of a request body, as the problem's `errors`; the first one's code is the problem's. */
-typedef struct ingress_errs {
-    json_t *list;
-    const char *first, *first_msg;
-} ingress_errs_t;
-#define INGRESS_ERRS_INIT {json_array(), NULL, NULL}
-void ingress__err_add(ingress_errs_t *e, const char *field, const char *code, const char *message);
 /** Answers e (400 if its first code is invalid_json, else 422), frees it and ctx; returns -1. */
 int ingress__errs_reply(ctx_t *ctx, ingress_errs_t *e);
-/** Characters (code points) of a UTF-8 string. */
-size_t ingress__utf8_chars(const char *s, size_t len);
-
 /**
  * 0 if the request's Content-Type is absent or application/json (with or
  * without parameters); else -1 after answering 415 unsupported_media_type

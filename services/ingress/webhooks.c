@@ -20,13 +20,6 @@
 #include "od/log.h"
 #include "od/webhook.h"
 
-#define DESCRIPTION_MAX 500 /* characters */
-
-static const char *const event_types[] = {
-    "call.queued",   "call.dialing",  "call.connected",  "call.completed",
-    "call.failed",   "call.canceled", "batch.completed", "caller_id.reputation_warning",
-};
-
 typedef struct wh_check {
     ctx_t *ctx;
     json_t *args; /* the operation's arguments, sent once the URL is judged */
@@ -50,18 +43,17 @@ static void reply_field(ctx_t *ctx, int status, const char *code, const char *fi
 }
 
 /*
- * The body of POST (create = 1) or PATCH into args: url, event_types (all
- * by default on creation), description, enabled. 0, or -1 after answering.
+ * The body of POST (create = 1) or PATCH into args (ingress__webhook_body).
+ * 0, or -1 after answering.
  */
 static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_webhook_url_t *url)
 {
     if (ingress__json_body_type(ctx, req) != 0)
         return json_decref(args), -1;
-    json_error_t jerr;
-    json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr)
-                                       : NULL;
-    if (!json_is_object(root)) {
-        json_decref(root);
+    ingress_errs_t e = INGRESS_ERRS_INIT;
+    int rc = ingress__webhook_body(req->entity.base, req->entity.len, create, args, url, &e);
+    if (rc == INGRESS_BODY_NOT_OBJECT) {
+        json_decref(e.list);
         json_decref(args);
         ingress__reply_problem(ctx, 400, "invalid_json",
                                "the body must be a JSON object {\"url\", \"event_types\", \"description\", \"enabled\"}",
@@ -69,87 +61,7 @@ static int parse_body(ctx_t *ctx, h2o_req_t *req, int create, json_t *args, od_w
         ingress__ctx_free(ctx);
         return -1;
     }
-    ingress_errs_t e = INGRESS_ERRS_INIT;
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v)
-    {
-        if (strcmp(key, "url") != 0 && strcmp(key, "event_types") != 0 && strcmp(key, "description") != 0 &&
-            strcmp(key, "enabled") != 0)
-            ingress__err_add(&e, key, "unknown_field", "this field is not part of a webhook endpoint");
-    }
-    url->host[0] = '\0';
-    v = json_object_get(root, "url");
-    if (v == NULL && create) {
-        ingress__err_add(&e, "url", "invalid_webhook_url", "url is required");
-    } else if (v != NULL) {
-        const char *why = NULL;
-        if (!json_is_string(v))
-            ingress__err_add(&e, "url", "invalid_webhook_url", "url must be a string");
-        else if (od_webhook_url_parse(json_string_value(v), json_string_length(v), url, &why) != 0)
-            ingress__err_add(&e, "url", "invalid_webhook_url", why);
-        else
-            json_object_set(args, "url", v);
-    }
-    v = json_object_get(root, "event_types");
-    if (v != NULL) {
-        int ok = json_is_array(v) && json_array_size(v) > 0;
-        json_t *types = json_array(), *t;
-        size_t i;
-        json_array_foreach(v, i, t)
-        {
-            size_t k = 0;
-            while (ok && k < OD_ARRAY_SIZE(event_types) &&
-                   !(json_is_string(t) && strcmp(json_string_value(t), event_types[k]) == 0))
-                k++;
-            if (k == OD_ARRAY_SIZE(event_types))
-                ok = 0;
-            if (!ok)
-                break;
-            /* each type once, in the order given */
-            size_t j;
-            json_t *seen;
-            int dup = 0;
-            json_array_foreach(types, j, seen) dup |= strcmp(json_string_value(seen), event_types[k]) == 0;
-            if (!dup)
-                json_array_append_new(types, json_string(event_types[k]));
-        }
-        if (ok)
-            json_object_set_new(args, "event_types", types);
-        else {
-            json_decref(types);
-            ingress__err_add(&e, "event_types", "invalid_event_types",
-                "event_types must be a non-empty list of: call.queued, call.dialing, call.connected, "
-                "call.completed, call.failed, call.canceled, batch.completed");
-        }
-    } else if (create) {
-        json_t *all = json_array();
-        for (size_t k = 0; k < OD_ARRAY_SIZE(event_types); k++)
-            json_array_append_new(all, json_string(event_types[k]));
-        json_object_set_new(args, "event_types", all);
-    }
-    v = json_object_get(root, "description");
-    if (v != NULL) {
-        if (!json_is_string(v))
-            ingress__err_add(&e, "description", "invalid_type", "description must be a string");
-        else if (ingress__utf8_chars(json_string_value(v), json_string_length(v)) > DESCRIPTION_MAX)
-            ingress__err_add(&e, "description", "description_too_long", "description must be at most 500 characters");
-        else if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
-            ingress__err_add(&e, "description", "invalid_type", "description must not hold NUL characters");
-        else
-            json_object_set(args, "description", v);
-    }
-    v = json_object_get(root, "enabled");
-    if (v != NULL) {
-        if (!json_is_boolean(v))
-            ingress__err_add(&e, "enabled", "invalid_type", "enabled must be true or false");
-        else
-            json_object_set(args, "enabled", v);
-    }
-    if (e.first == NULL && !create && json_object_size(root) == 0)
-        ingress__err_add(&e, "", "invalid_json", "nothing to change: give url, event_types, description or enabled");
-    json_decref(root);
-    if (e.first != NULL) {
+    if (rc != 0) {
         json_decref(args);
         return ingress__errs_reply(ctx, &e);
     }

@@ -67,3 +67,8 @@ int od_utf8_check(const char *s, size_t len)
 {
     return od_utf8_invalid_at((const unsigned char *)s, len) == len ? 0 : -1;
 }
+
+size_t od_utf8_cut(const char *s, size_t len, size_t max)
+{
+    return od_utf8_invalid_at((const unsigned char *)s, len < max ? len : max);
+}

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "od/core.h"
+#include "od/utf8.h"
 
 static const char *const day_names[7] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 
@@ -92,7 +93,8 @@ static int parse_one(json_t *w, const char *name, json_t *out, err_t *e)
     json_t *v;
     json_object_foreach(w, key, v) {
         if (strcmp(key, "days") != 0 && strcmp(key, "from") != 0 && strcmp(key, "to") != 0)
-            return fail(e, name, "", "unknown member \"%.40s\" (a window has days, from and to)", key);
+            return fail(e, name, "", "unknown member \"%.*s\" (a window has days, from and to)",
+                        (int)od_utf8_cut(key, strlen(key), 40), key);
     }
     json_t *days = json_object_get(w, "days");
     unsigned mask = 0;
@@ -142,7 +144,8 @@ int od_window_parse(const char *text, size_t len, const char *name, char **canon
     json_error_t jerr;
     json_t *in = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (in == NULL)
-        return fail(&e, name, "", "%s is not JSON: %.100s", name, jerr.text);
+        return fail(&e, name, "", "%s is not JSON: %.*s", name, (int)od_utf8_cut(jerr.text, strlen(jerr.text), 100),
+                    jerr.text);
     int rc = 0;
     if (!json_is_array(in) || json_array_size(in) == 0 || json_array_size(in) > OD_WINDOW_MAX) {
         rc = fail(&e, name, "",

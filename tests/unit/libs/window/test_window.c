@@ -3,6 +3,10 @@
 #include "od/window.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+#include "od/core.h"
+#include "od/utf8.h"
 
 #include "od_test.h"
 
@@ -30,8 +34,31 @@ static void bad(const char *in, const char *want_field)
         free(out);
 }
 
+/* found by fuzz_batch_settings: "%.40s" of a member name cut a UTF-8 sequence, and the problem's JSON was not UTF-8 */
+static void test_unknown_member_cut_utf8(void)
+{
+    char *out, err[200] = "", field[64] = "";
+    const char *in = "[{\"days\":\"mon\",\"from\":\"09:00\",\"to\":\"10:00\",\"zz\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                     "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\":1}]";
+    CHECK(od_window_parse(in, strlen(in), "calling_windows", &out, err, sizeof err, field, sizeof field) == -1);
+    CHECK(od_utf8_check(err, strlen(err)) == 0);
+    CHECK(strstr(err, "\"zz\xc3\xa9") != NULL);
+    /* and a JSON error's text, cut at 100 bytes */
+    const char *bad = "[\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                      "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                      "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9x";
+    CHECK(od_window_parse(bad, strlen(bad), "calling_windows", &out, err, sizeof err, field, sizeof field) == -1);
+    CHECK(od_utf8_check(err, strlen(err)) == 0);
+    /* jansson's own text cuts a sequence: "invalid escape near '"day\xc3'" (fuzz_window) */
+    const char *esc = "[{\"day\xc3\xa9\\\xc3\xa9\xc3\xa9\xc3\xa9\xc3\x30}]";
+    CHECK(od_window_parse(esc, strlen(esc), "calling_windows", &out, err, sizeof err, field, sizeof field) == -1);
+    CHECK(od_utf8_check(err, strlen(err)) == 0);
+    CHECK(strstr(err, "invalid escape") != NULL);
+}
+
 int main(void)
 {
+    test_unknown_member_cut_utf8();
     ok("[{\"days\":\"mon-fri\",\"from\":\"09:00\",\"to\":\"20:00\"},{\"days\":\"sat\",\"from\":\"10:00\",\"to\":\"14:00\"}]",
        "[{\"days\":[\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"],\"from\":\"09:00\",\"to\":\"20:00\"},"
        "{\"days\":[\"sat\"],\"from\":\"10:00\",\"to\":\"14:00\"}]");

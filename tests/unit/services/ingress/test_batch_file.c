@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "batch_file.h"
+#include "od/core.h"
+#include "od/utf8.h"
 #include "od_test.h"
 
 static json_t *rows_of(const char *csv, od_batch_file_t *f)
@@ -116,6 +118,38 @@ static void test_check(void)
     CHECK_STR(c.code, "csv_too_many_rows");
 }
 
+/* as fuzz_batch_settings found in window.c: "%.80s" of a header name cut a UTF-8 sequence, and the problem's
+ * JSON was not UTF-8 (fuzz_batch_file checks it; corpus/batch_file/duplicate_column_cut_utf8) */
+static void test_duplicate_column_cut_utf8(void)
+{
+    od_buf_t csv = OD_BUF_INIT;
+    od_buf_puts(&csv, "phone,");
+    for (int i = 0; i < 2; i++) {
+        od_buf_puts(&csv, "x");
+        for (int k = 0; k < 50; k++)
+            od_buf_puts(&csv, "\xc3\xa9");
+        od_buf_puts(&csv, i ? "\n" : ",");
+    }
+    od_buf_puts(&csv, "+34612345670,a,b\n");
+    od_batch_file_t f;
+    CHECK(od_batch_file_check(csv.base, csv.len, 10, &f) == -1);
+    CHECK_STR(f.code, "csv_duplicate_column");
+    CHECK(od_utf8_check(f.detail, strlen(f.detail)) == 0);
+    CHECK(strstr(f.detail, "\"x\xc3\xa9") != NULL);
+    od_buf_free(&csv);
+}
+
+/* found by fuzz_batch_file (UBSan: NULL + 0): rows whose cells are all empty left no text to point into */
+static void test_rows_all_cells_empty(void)
+{
+    od_batch_file_t f;
+    const char *csv = "phone\n\"\"\n";
+    CHECK(od_batch_file_read(csv, strlen(csv), 10, NULL, &f) == 0);
+    CHECK(f.total == 1 && f.rejected == 1);
+    CHECK(f.rows.base != NULL && strcmp(f.rows.base, "[[1,null,null,\"invalid_phone\",null,\"\"]]") == 0);
+    od_batch_file_free(&f);
+}
+
 static void test_file_errors(void)
 {
     expect_error("", 0, 10, "csv_empty");
@@ -178,6 +212,8 @@ int main(void)
 {
     test_rows();
     test_file_errors();
+    test_duplicate_column_cut_utf8();
+    test_rows_all_cells_empty();
     test_check();
     test_metadata_limit();
     test_phone_cell();

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "od/utf8.h"
 #include "od_test.h"
 
 #define NOW_US 1795464000000000LL /* 2026-11-23T20:00:00Z */
@@ -116,8 +117,24 @@ static void test_invalid(void)
     od_buf_free(&errors);
 }
 
+/* found by fuzz_window, then fuzz_call_request: jansson's error text quotes the input cut in the middle of a UTF-8
+ * sequence ("invalid escape near '"a\xc3'"), and the problem's errors were not valid UTF-8 */
+static void test_json_error_cut_utf8(void)
+{
+    const char *body = "{\"a\xc3\xa9\\\xc3\xa9\"}";
+    od_call_request_t req;
+    od_buf_t errors = OD_BUF_INIT;
+    const char *code;
+    CHECK(od_call_request_parse(body, strlen(body), 1795464000000000LL, &req, &code, &errors) == 400);
+    CHECK_STR(code, "invalid_json");
+    CHECK(od_utf8_check(errors.base, errors.len) == 0);
+    CHECK(strstr(errors.base, "invalid escape") != NULL);
+    od_buf_free(&errors);
+}
+
 int main(void)
 {
+    test_json_error_cut_utf8();
     test_valid();
     test_invalid();
     return od_test_result("test_call_request");
