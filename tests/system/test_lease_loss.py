@@ -1,5 +1,5 @@
 """A dialer that can no longer prove it holds a call's lease neither dials it
-nor keeps it (issue 18, finding 3; proto/sql/021_live_lease.sql,
+nor keeps it (issue 18, finding 3; proto/sql/021_claim.sql,
 services/dialer/lease.c).
 
 PostgreSQL is stopped past the lease while one call is up at the carrier and
