@@ -40,9 +40,11 @@ def test_postgresql_away_past_the_lease_no_dial_after_the_reap(system, infra, tm
                                              "and status in ('dialing', 'connected')")) == CALLS,
                    20, 0.05, what="all calls claimed")
         wait_until(lambda: int(system.scalar(f"select count(*) from calls where id in ({in_list}) "
-                                             "and status = 'connected'")) == 1, 20, 0.05, what="the first call up")
-        assert carrier.messages().count("INVITE sip:") == 1, carrier.errors()
+                                             "and status = 'connected'")) >= 1, 30, 0.05, what="the first call up")
         infra.pg_stop()
+        # one INVITE out by now (a second if the machine was slow to get here: it is up too)
+        sent = carrier.messages().count("INVITE sip:")
+        assert 1 <= sent < CALLS, carrier.errors()
         stopped = time.monotonic()
         try:
             # past every queued call's turn at the trunk (5 s, 10 s, 15 s) and its lease (4 s)
@@ -53,11 +55,10 @@ def test_postgresql_away_past_the_lease_no_dial_after_the_reap(system, infra, tm
         assert time.monotonic() - stopped > LEASE_S
         finals = wait_all_final(system, ids, timeout=60)
         invites = carrier.messages().count("INVITE sip:")
-        assert invites == 1, f"{invites} INVITEs: calls were dialed after their leases ran out\n" + carrier.errors()
+        assert invites == sent, f"{invites - sent} INVITEs after PostgreSQL stopped: calls were dialed after " \
+                                f"their leases ran out\n" + carrier.errors()
         for i in ids:
             assert finals[i]["final_state"] == "internal_error", finals[i]
-        call = p.admin.get(f"/v1/calls/{ids[0]}").json()
-        assert call["final_state"] == "internal_error", call
         lost = [ln for ln in system.services["dialer"].log_lines() if "lease lost" in str(ln.get("msg", ""))]
         assert {ln.get("call_id") for ln in lost} == set(ids), lost  # each one hung up by the dialer itself
     finally:
